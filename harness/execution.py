@@ -1,0 +1,70 @@
+"""Running one method on one (original, forget, retain): build the task, call, validate the output."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from harness.models import build_model
+from harness.registry import MethodSpec
+from harness.task import TensorData, UnlearningTask
+from harness.train import seeded_generator
+
+
+class InvalidOutput(ValueError):
+    """A method returned something that is not a usable model (wrong type, shape, NaN weights)."""
+
+
+def build_task(spec: MethodSpec, original: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
+               forget: torch.Tensor, retain: torch.Tensor, num_classes: int, scenario_kind: str,
+               forget_class: int | None, device: torch.device, seed: int, augment: str = "none",
+               model_name: str | None = None, progress: Callable[[int, int], None] | None = None) -> UnlearningTask:
+    """The task a method sees: a private copy of the original and only the data it is entitled to."""
+    model = copy.deepcopy(original).to(device)
+    forget_data = TensorData(train_x[forget].to(device), train_y[forget].to(device))
+    retain_data = TensorData(train_x[retain].to(device), train_y[retain].to(device)) if spec.needs_retain else None
+    input_shape = tuple(train_x.shape[1:])
+    fresh = (lambda s: build_model(model_name, input_shape, num_classes, seed=s)) if model_name else None
+    kwargs: dict[str, Any] = {}
+    if progress is not None:
+        kwargs["progress"] = progress
+    return UnlearningTask(model=model, forget=forget_data, retain=retain_data, num_classes=num_classes,
+                          scenario_kind=scenario_kind, device=device, generator=seeded_generator(seed),
+                          forget_class=forget_class, augment=augment, _fresh_model=fresh, **kwargs)
+
+
+def validate_output(result: Any, probe: torch.Tensor, num_classes: int, method: str) -> nn.Module:
+    """Check the returned object is a model with finite weights and ``num_classes`` outputs."""
+    if not isinstance(result, nn.Module):
+        raise InvalidOutput(f"method {method!r} returned {type(result).__name__}, expected a torch.nn.Module")
+    for name, tensor in list(result.named_parameters()) + list(result.named_buffers()):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise InvalidOutput(f"method {method!r} returned non-finite values in {name!r} (NaN or inf weights)")
+    result.eval()
+    try:
+        with torch.no_grad():
+            out = result(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure of the forward pass makes the model unusable
+        raise InvalidOutput(f"method {method!r} returned a model whose forward pass fails: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(probe), num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InvalidOutput(f"method {method!r} returned a model with output {shape}, "
+                            f"expected ({len(probe)}, {num_classes})")
+    if not torch.isfinite(out).all():
+        raise InvalidOutput(f"method {method!r} returned a model with non-finite outputs")
+    return result
+
+
+def call_method(spec: MethodSpec, task: UnlearningTask, hparams: dict[str, Any]) -> nn.Module:
+    """Call the method and validate its output (in this process)."""
+    probe = task.forget.x[: min(4, len(task.forget))]
+    result = spec.fn(task, **hparams)
+    return validate_output(result, probe, task.num_classes, spec.name)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,111 @@
+"""The results store: one Parquet file per run under ``<root>/<suite>/``, written atomically.
+
+The folder is a Parquet dataset (pandas, pyarrow, DuckDB read it directly). Each row carries a content
+hash of its own values (``row_hash``) so an edited file is detected when the leaderboard reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.cache import atomic_write_bytes
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "timeout", "invalid", "skipped")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else repr(value)
+    if hasattr(value, "item"):
+        return _canonical(value.item())
+    return value
+
+
+def row_hash(row: dict[str, Any]) -> str:
+    """sha256 over every column except ``row_hash`` itself, in a canonical form."""
+    body = {k: _canonical(v) for k, v in sorted(row.items()) if k != "row_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class ResultsStore:
+    """Rows of one suite; ``run_id`` names the file, so a run is stored at most once."""
+
+    def __init__(self, root: str | Path, suite: str):
+        self.folder = Path(root) / suite
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.parquet"
+
+    def exists(self, run_id: str) -> bool:
+        return self.path(run_id).is_file()
+
+    def write(self, row: dict[str, Any]) -> Path:
+        row = dict(row)
+        row["schema_version"] = SCHEMA_VERSION
+        row["row_hash"] = row_hash(row)
+        table = pa.Table.from_pylist([row])
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        path = self.path(row["run_id"])
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    @contextlib.contextmanager
+    def claim(self, run_id: str) -> Iterator[bool]:
+        """Try to claim a run for this process; yields False if another process is running it now."""
+        lock_dir = self.folder / ".locks"
+        lock_dir.mkdir(exist_ok=True)
+        with open(lock_dir / f"{run_id}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def run_ids(self) -> set[str]:
+        return {p.stem for p in self.folder.glob("*.parquet")}
+
+
+def read_results(root: str | Path, suite: str | None = None, verify: bool = True) -> pd.DataFrame:
+    """All rows (of one suite, or every suite) as a DataFrame; ``tampered`` is True where a row's hash fails."""
+    root = Path(root)
+    if suite:
+        folders = [root / suite]
+    else:
+        folders = [p for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+    frames = []
+    for folder in folders:
+        for path in sorted(folder.glob("*.parquet")):
+            try:
+                frame = pq.read_table(path).to_pandas()
+            except (OSError, pa.ArrowInvalid) as exc:
+                frame = pd.DataFrame([{"run_id": path.stem, "status": "unreadable", "error": str(exc)}])
+            if verify:
+                # Verified per file, before concatenation adds other files' columns as NaN.
+                frame["tampered"] = [r.get("row_hash") != row_hash(r) for r in frame.to_dict("records")]
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def env_var_results_root() -> Path:
+    return Path(os.environ.get("UNLEARN_BENCH_RESULTS", "results"))

@@ -1,0 +1,1 @@
+"""Leaderboard: stored Parquet results -> aggregates -> Markdown / HTML. Never typed by hand."""

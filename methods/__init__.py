@@ -1,0 +1,1 @@
+"""The seed's methods: AMUN (and variants), TRW; FastClip smooth training. Importing registers them."""
