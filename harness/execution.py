@@ -22,7 +22,8 @@ class InvalidOutput(ValueError):
 def build_task(spec: MethodSpec, original: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor,
                forget: torch.Tensor, retain: torch.Tensor, num_classes: int, scenario_kind: str,
                forget_class: int | None, device: torch.device, seed: int, augment: str = "none",
-               model_name: str | None = None, progress: Callable[[int, int], None] | None = None) -> UnlearningTask:
+               model_name: str | None = None, progress: Callable[[int, int], None] | None = None,
+               memoize: Callable[[str, dict, Callable[[], object]], object] | None = None) -> UnlearningTask:
     """The task a method sees: a private copy of the original and only the data it is entitled to."""
     model = copy.deepcopy(original).to(device)
     forget_data = TensorData(train_x[forget].to(device), train_y[forget].to(device))
@@ -34,7 +35,8 @@ def build_task(spec: MethodSpec, original: nn.Module, train_x: torch.Tensor, tra
         kwargs["progress"] = progress
     return UnlearningTask(model=model, forget=forget_data, retain=retain_data, num_classes=num_classes,
                           scenario_kind=scenario_kind, device=device, generator=seeded_generator(seed),
-                          forget_class=forget_class, augment=augment, _fresh_model=fresh, **kwargs)
+                          forget_class=forget_class, augment=augment, _fresh_model=fresh,
+                          _memoize=memoize, **kwargs)
 
 
 def validate_output(result: Any, probe: torch.Tensor, num_classes: int, method: str) -> nn.Module:
@@ -68,3 +70,17 @@ def call_method(spec: MethodSpec, task: UnlearningTask, hparams: dict[str, Any])
 
 def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def task_memoizer(cache, original_key: str, forget: torch.Tensor) -> Callable[[str, dict, Callable[[], object]], object]:
+    """A ``task.cached`` backend: artifacts keyed by (original, forget set, name, params) in the cache."""
+    from harness.cache import cache_key
+    from harness.splits import hash_indices
+
+    forget_hash = hash_indices(forget)
+
+    def memoize(name: str, params: dict, compute: Callable[[], object]) -> object:
+        key = cache_key(name=name, params=params, original=original_key, forget=forget_hash)
+        return cache.get_or_compute(f"derived-{name}", key, compute, parts={"name": name, "params": params})
+
+    return memoize

@@ -22,7 +22,7 @@ from torch import nn
 from harness.artifacts import TrainedModel, get_oracle, get_original
 from harness.cache import ArtifactCache, cache_key
 from harness.evaluate import EVALUATORS, EvalContext, get_evaluator
-from harness.execution import InvalidOutput, build_task, call_method
+from harness.execution import InvalidOutput, build_task, call_method, task_memoizer
 from harness.hparams import config_hash, resolve_hparams
 from harness.plugins import PluginFailure, load_plugins
 from harness.provenance import HARNESS_VERSION, git_sha, hardware, package_versions
@@ -158,15 +158,21 @@ class SeedContext:
 
 def unlearn(spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, data: SuiteData, split: Split,
             forget: torch.Tensor, retain: torch.Tensor, seed: int, suite: Suite, device: torch.device,
-            oracle: nn.Module | None = None) -> nn.Module:
-    """Run a method in-process on (original, forget, retain). The oracle reference returns ``oracle``."""
+            oracle: nn.Module | None = None, cache: ArtifactCache | None = None,
+            original_key: str | None = None) -> nn.Module:
+    """Run a method in-process on (original, forget, retain). The oracle reference returns ``oracle``.
+
+    With ``cache`` and ``original_key``, ``task.cached`` stores derived artifacts (e.g. adversarial sets).
+    """
     if spec.name == ORACLE_METHOD:
         if oracle is None:
             raise RuntimeError("the retrain reference needs its oracle model")
         return oracle
+    memoize = task_memoizer(cache, original_key, forget) if cache is not None and original_key else None
     task = build_task(spec, original, data.train_x, data.train_y, forget, retain, data.num_classes,
                       split.scenario.kind, split.scenario.forget_class, device,
-                      stable_seed("unlearn", split.scenario.name, seed), suite.unlearn_augment, suite.model)
+                      stable_seed("unlearn", split.scenario.name, seed), suite.unlearn_augment, suite.model,
+                      memoize=memoize)
     return call_method(spec, task, hparams)
 
 
@@ -226,7 +232,8 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         model = unlearn(spec, run.hparams, ctx.original.model, data, ctx.split, ctx.split.forget, ctx.split.retain,
-                        run.seed, suite, ctx.device, oracle=ctx.oracle.model)
+                        run.seed, suite, ctx.device, oracle=ctx.oracle.model, cache=ctx.cache,
+                        original_key=ctx.original.key)
         wall = ctx.oracle.train_seconds if spec.name == ORACLE_METHOD else time.perf_counter() - start
     except InvalidOutput as exc:
         return _failed(row, "invalid", str(exc), time.perf_counter() - start)

@@ -46,6 +46,7 @@ class UnlearningTask:
     augment: str = "none"  # the suite's train-time augmentation, for fine-tuning on real samples
     progress: Callable[[int, int], None] = field(default=_no_progress)
     _fresh_model: Callable[[int], nn.Module] | None = field(default=None, repr=False)
+    _memoize: Callable[[str, dict, Callable[[], object]], object] | None = field(default=None, repr=False)
 
     def forget_loader(self, batch_size: int = 128, shuffle: bool = True, augment: bool = False) -> Iterator[Batch]:
         """Mini-batches of the forget set (a fresh iterator each call, shuffled with the task's generator)."""
@@ -63,3 +64,13 @@ class UnlearningTask:
         if self._fresh_model is None:
             raise RuntimeError("this task cannot build fresh models")
         return self._fresh_model(seed).to(self.device)
+
+    def cached(self, name: str, params: dict, compute: Callable[[], object]) -> object:
+        """Compute-once storage for artifacts that depend only on (original, forget set, ``params``).
+
+        The harness keys it by the original model and forget set, so e.g. AMUN's adversarial set is built
+        once per original and reused. Without a cache (tests, isolated runs) this just computes.
+        """
+        if self._memoize is None:
+            return compute()
+        return self._memoize(name, params, compute)
