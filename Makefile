@@ -1,0 +1,41 @@
+# unlearn-bench: `make demo` sets up and runs the default suite; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUITE ?= fmnist-quick
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup setup-test data browser clean-results lint
+
+demo: setup data  ## set up, run the default suite, render the leaderboard
+	$(BIN)/unlearn-bench run --suite $(SUITE)
+	$(BIN)/unlearn-bench leaderboard --suite $(SUITE)
+
+test: setup-test data browser  ## set up and run the whole test suite (slow end-to-end tests included)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(BIN)/.installed
+setup-test: $(BIN)/.installed-test
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
+	touch $@
+
+data:  ## Fashion-MNIST from Debian's dataset-fashion-mnist package, when it is missing and we can install it
+	@sh scripts/ensure_apt.sh /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz dataset-fashion-mnist \
+	  || echo "Fashion-MNIST missing: install the Debian package dataset-fashion-mnist, or set UNLEARN_BENCH_DATA to a folder with its IDX files"
+
+browser:  ## headless chromium + chromedriver for the HTML leaderboard test
+	@sh scripts/ensure_apt.sh /usr/bin/chromedriver chromium-driver || echo "chromium-driver missing: the browser test will be skipped"
+
+lint:
+	$(BIN)/ruff check harness baselines methods leaderboard tests bench examples
+
+clean-results:
+	rm -rf results site

@@ -1,0 +1,54 @@
+"""End to end on the real default suite (slow): signal, reference rows, the CLI and the leaderboard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.data import DatasetNotFound, load_dataset
+from harness.results import read_results
+
+
+def _need_fmnist() -> None:
+    try:
+        load_dataset("fashion-mnist")
+    except DatasetNotFound as exc:
+        pytest.skip(f"Fashion-MNIST not installed: {exc}")
+
+
+@pytest.mark.slow
+def test_fmnist_quick_one_seed_has_signal(tmp_path):
+    """The default suite must be able to rank methods: original and oracle differ on the forget set."""
+    _need_fmnist()
+    results, cache, site = tmp_path / "results", tmp_path / "cache", tmp_path / "site"
+    cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", "fmnist-quick", "--seeds", "0",
+           "--methods", "original,retrain,finetune", "--results", str(results), "--cache-dir", str(cache),
+           "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    frame = read_results(results, "fmnist-quick").set_index(["scenario", "method"])
+    gap = frame.loc[("random-10", "original"), "forget_acc"] - frame.loc[("random-10", "retrain"), "forget_acc"]
+    assert gap >= 5.0, f"fmnist-quick lost its signal: original-oracle forget accuracy gap {gap:.2f} < 5 points"
+    assert frame.loc[("class-0", "retrain"), "forget_acc"] == 0.0
+    assert frame.loc[("class-0", "original"), "forget_acc"] > 80.0
+    board = subprocess.run([sys.executable, "-m", "harness.cli", "leaderboard", "--results", str(results),
+                            "--out", str(site), "--suite", "fmnist-quick"], capture_output=True, text=True,
+                           timeout=300)
+    assert board.returncode == 0, board.stderr
+    assert "finetune" in board.stdout and (site / "fmnist-quick.md").is_file()
+
+
+@pytest.mark.slow
+def test_digits_smoke_full_cli(tmp_path):
+    """Every registered method and evaluator on one digits seed through the real CLI."""
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", "digits-smoke", "--seeds", "0",
+           "--results", str(results), "--cache-dir", str(cache), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    frame = read_results(results, "digits-smoke")
+    assert frame["run_id"].is_unique and len(frame) >= 4
+    bad = frame[frame["status"] != "ok"]
+    assert bad.empty, bad[["method", "scenario", "status", "error"]].to_string()
