@@ -17,8 +17,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -88,7 +89,7 @@ class ArtifactCache:
             raise CorruptArtifact(f"{payload_path}: checksum mismatch (size {len(data)} vs {meta.get('size')})")
         try:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any decode failure means the file is unusable
+        except Exception as exc:
             raise CorruptArtifact(f"{payload_path}: cannot be decoded ({exc})") from exc
 
     def save(self, kind: str, key: str, obj: Any, parts: dict | None = None) -> None:

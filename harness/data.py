@@ -12,9 +12,9 @@ import hashlib
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -121,8 +121,8 @@ def load_fashion_mnist(root: str | Path | None = None) -> DatasetArrays:
             "to a folder with the four IDX files (a torchvision root with FashionMNIST/raw/ works too)."
         )
     arrays = {key: read_idx(_idx_file(folder, stem)) for key, stem in _FMNIST_FILES.items()}  # type: ignore[arg-type]
-    to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)  # noqa: E731
-    to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
+    to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))
     return _with_fingerprint(
         "fashion-mnist", to_x(arrays["train_x"]), to_y(arrays["train_y"]),
         to_x(arrays["test_x"]), to_y(arrays["test_y"]), 10,

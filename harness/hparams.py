@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from harness.registry import MethodSpec, did_you_mean
 
@@ -39,9 +40,10 @@ def coerce(value: Any, default: Any, where: str) -> Any:
                 return False
             raise ValueError(text)
         if target is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError(value)  # "2.5" must not become 2 silently
+            return int(number)
         if target is float:
             return float(value)
         return str(value)

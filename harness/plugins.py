@@ -49,7 +49,7 @@ def load_plugin_file(path: str | Path) -> list[str]:
         spec.loader.exec_module(module)
     except PluginError as exc:
         raise PluginError(f"plugin {path.name}: {exc}") from exc
-    except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything at import time
+    except BaseException as exc:
         sys.modules.pop(module_name, None)
         raise PluginError(f"plugin {path.name} failed to import: {_short_error(exc)}") from exc
     added = sorted(set(METHODS) - before)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 SCENARIO_KINDS = ("random", "class")
 METHOD_KINDS = ("reference", "baseline", "seed", "plugin")

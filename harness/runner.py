@@ -12,9 +12,10 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,14 +24,18 @@ from harness.artifacts import TrainedModel, get_oracle, get_original
 from harness.cache import ArtifactCache, cache_key
 from harness.evaluate import EVALUATORS, EvalContext, get_evaluator
 from harness.execution import InvalidOutput, build_task, call_method, task_memoizer
+from harness.executors import run_with_executor, uses_executor
 from harness.hparams import config_hash, resolve_hparams
+from harness.integrity import oracle_copy_reason
+from harness.isolation import Isolation, IsolationLimits, MethodFault
 from harness.plugins import PluginFailure, load_plugins
 from harness.provenance import HARNESS_VERSION, git_sha, hardware, package_versions
 from harness.references import ORACLE_METHOD
 from harness.registry import MethodSpec, all_methods, did_you_mean, get_method
 from harness.results import ResultsStore
-from harness.splits import Split, make_split, parse_scenario, stable_seed
+from harness.splits import Split, hash_indices, make_split, parse_scenario, stable_seed
 from harness.suite import Suite, SuiteData
+from harness.task import TensorData
 from harness.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,12 @@ class RunOptions:
     plugins: list[str] = field(default_factory=list)
     progress: bool = True
     data_root: str | None = None
+    isolate: bool = False  # run methods in worker processes (the CLI's default; see harness/isolation.py)
+    timeout: float | None = None  # seconds per method run (isolated only); None: the suite's [run] timeout
+    memory_mb: int | None = None  # worker address-space budget (isolated, CPU); None: the suite's setting
+    jobs: int = 1  # > 1: a local process pool (harness/executors.py)
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None  # None: start (or join) a local Ray instance
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,9 @@ def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> lis
 class SeedContext:
     """Lazily built artifacts for one (scenario, seed): split, original, oracle and its metrics."""
 
+    isolation: Isolation | None = None  # set by the caller to run methods (and shadow runs) in workers
+    results_root: Path | None = None  # set by the caller; evaluators write side tables under it
+
     def __init__(self, suite: Suite, data: SuiteData, scenario: str, seed: int, cache: ArtifactCache,
                  device: torch.device, memo: dict):
         self.suite, self.data, self.seed, self.cache, self.device, self.memo = suite, data, seed, cache, device, memo
@@ -143,10 +157,13 @@ class SeedContext:
 
     def eval_context(self, spec: MethodSpec | None, hparams: dict[str, Any]) -> EvalContext:
         ctx = EvalContext(self.suite, self.data, self.split, self.seed, self.device, self.cache,
-                          self.original.model, self.oracle.model, spec, hparams, memo=self.memo)
+                          self.original.model, self.oracle.model, spec, hparams, memo=self.memo,
+                          results_root=self.results_root)
         if spec is not None:
-            ctx.unlearn = lambda original, forget, retain, seed, _spec=spec, _hp=hparams: unlearn(
-                _spec, _hp, original, self.data, self.split, forget, retain, seed, self.suite, self.device)
+            # original_key (the shadow original's cache key) lets task.cached store derived artifacts.
+            ctx.unlearn = lambda original, forget, retain, seed, original_key=None, _spec=spec, _hp=hparams: \
+                _shadow_unlearn(_spec, _hp, original, self.data, self.split, forget, retain, seed, self.suite,
+                                self.device, self.isolation, self.cache if original_key else None, original_key)
         return ctx
 
     def oracle_metrics(self) -> dict[str, float]:
@@ -159,21 +176,46 @@ class SeedContext:
 def unlearn(spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, data: SuiteData, split: Split,
             forget: torch.Tensor, retain: torch.Tensor, seed: int, suite: Suite, device: torch.device,
             oracle: nn.Module | None = None, cache: ArtifactCache | None = None,
-            original_key: str | None = None) -> nn.Module:
-    """Run a method in-process on (original, forget, retain). The oracle reference returns ``oracle``.
+            original_key: str | None = None, isolation: Isolation | None = None) -> nn.Module:
+    """Run a method on (original, forget, retain). The oracle reference returns ``oracle``.
 
-    With ``cache`` and ``original_key``, ``task.cached`` stores derived artifacts (e.g. adversarial sets).
+    With ``isolation`` the method runs in a worker process (built-in references stay in-process) and
+    faults raise :class:`MethodFault`. With ``cache`` and ``original_key``, ``task.cached`` stores derived
+    artifacts (e.g. adversarial sets).
     """
     if spec.name == ORACLE_METHOD:
         if oracle is None:
             raise RuntimeError("the retrain reference needs its oracle model")
         return oracle
+    task_seed = stable_seed("unlearn", split.scenario.name, seed)
+    if isolation is not None and spec.kind != "reference":
+        forget_data = TensorData(data.train_x[forget], data.train_y[forget])
+        retain_data = TensorData(data.train_x[retain], data.train_y[retain]) if spec.needs_retain else None
+        return isolation.run(spec, hparams, original, suite.model, forget_data, retain_data, data.num_classes,
+                             split.scenario.kind, split.scenario.forget_class, device, task_seed,
+                             suite.unlearn_augment, cache=cache, original_key=original_key,
+                             forget_hash=hash_indices(forget))
     memoize = task_memoizer(cache, original_key, forget) if cache is not None and original_key else None
     task = build_task(spec, original, data.train_x, data.train_y, forget, retain, data.num_classes,
-                      split.scenario.kind, split.scenario.forget_class, device,
-                      stable_seed("unlearn", split.scenario.name, seed), suite.unlearn_augment, suite.model,
-                      memoize=memoize)
+                      split.scenario.kind, split.scenario.forget_class, device, task_seed, suite.unlearn_augment,
+                      suite.model, memoize=memoize)
     return call_method(spec, task, hparams)
+
+
+def _shadow_unlearn(spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, data: SuiteData,
+                    split: Split, forget: torch.Tensor, retain: torch.Tensor, seed: int, suite: Suite,
+                    device: torch.device, isolation: Isolation | None, cache: ArtifactCache | None = None,
+                    original_key: str | None = None) -> nn.Module:
+    """An evaluator's run of the method under test on a shadow model; any fault raises MethodFault."""
+    try:
+        return unlearn(spec, hparams, original, data, split, forget, retain, seed, suite, device,
+                       cache=cache, original_key=original_key, isolation=isolation)
+    except MethodFault:
+        raise
+    except InvalidOutput as exc:
+        raise MethodFault("invalid", str(exc)) from exc
+    except Exception as exc:
+        raise MethodFault("failed", _format_exception(exc)) from exc
 
 
 def evaluate_model(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
@@ -233,14 +275,25 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     try:
         model = unlearn(spec, run.hparams, ctx.original.model, data, ctx.split, ctx.split.forget, ctx.split.retain,
                         run.seed, suite, ctx.device, oracle=ctx.oracle.model, cache=ctx.cache,
-                        original_key=ctx.original.key)
+                        original_key=ctx.original.key, isolation=ctx.isolation)
         wall = ctx.oracle.train_seconds if spec.name == ORACLE_METHOD else time.perf_counter() - start
+        if ctx.isolation is not None and spec.kind != "reference":
+            wall = ctx.isolation.last_job_seconds  # the method's time, not the worker's start-up
+    except MethodFault as exc:
+        return _failed(row, exc.status, str(exc), time.perf_counter() - start)
     except InvalidOutput as exc:
         return _failed(row, "invalid", str(exc), time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a method's crash becomes a failed row; others go on
         return _failed(row, "failed", _format_exception(exc), time.perf_counter() - start)
     row.update(wall_time_s=wall, time_ratio=wall / max(ctx.oracle.train_seconds, 1e-9))
-    metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams))
+    if spec.name != ORACLE_METHOD:
+        reason = oracle_copy_reason(model, ctx.oracle.model, ctx.original.model)
+        if reason:
+            return _failed(row, "invalid", reason, wall)
+    try:
+        metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams))
+    except MethodFault as exc:  # a shadow run of the same method (U-LiRA, MIA-NN) failed
+        return _failed(row, exc.status, f"in a shadow run for an evaluator: {exc}", time.perf_counter() - start)
     row.update(metrics)
     row.update(gaps(metrics, ctx.oracle_metrics(), suite))
     return row
@@ -289,13 +342,19 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
     pending = [r for r in plan if options.force or not store.exists(r.run_id) or _should_retry(store, r, options)]
     summary.skipped = len(plan) - len(pending)
     progress = _progress_bar(len(pending), options.progress)
+    if uses_executor(options):  # process pool / Ray: same runs as the loop below; rows written here
+        run_with_executor(suite, options, data, store, cache, pending, summary, progress, on_row)
+        pending = []
     memo: dict = {}
     contexts: dict[tuple[str, int], SeedContext] = {}
+    isolation = make_isolation(suite, options)
     for run in pending:
         key = (run.scenario, run.seed)
         if key not in contexts:
             contexts.clear()  # one (scenario, seed) at a time keeps memory flat
             contexts[key] = SeedContext(suite, data, run.scenario, run.seed, cache, device, memo)
+            contexts[key].isolation = isolation
+            contexts[key].results_root = Path(options.results_root)
         progress.set_description(f"{run.scenario} seed {run.seed} {run.method}")
         with store.claim(run.run_id) as mine:
             if not mine or (not options.force and store.exists(run.run_id) and not _should_retry(store, run, options)):
@@ -311,8 +370,22 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
             on_row(row)
         progress.update(1)
     progress.close()
+    if isolation is not None:
+        isolation.close()
     summary.cache_hits, summary.cache_misses = cache.hits, cache.misses  # type: ignore[attr-defined]
+    summary.cache_recomputed_corrupt = cache.recomputed_corrupt  # type: ignore[attr-defined]
     return summary
+
+
+def make_isolation(suite: Suite, options: RunOptions) -> Isolation | None:
+    """The worker pool for isolated method runs, or None for in-process runs (``--no-isolation``)."""
+    if not options.isolate:
+        return None
+    timeout = options.timeout if options.timeout is not None else suite.timeout
+    memory = options.memory_mb if options.memory_mb is not None else getattr(suite, "memory_mb", None)
+    isolation = Isolation(IsolationLimits(timeout_s=timeout, memory_mb=memory))
+    isolation.start()
+    return isolation
 
 
 def _should_retry(store: ResultsStore, run: RunSpec, options: RunOptions) -> bool:

@@ -97,7 +97,7 @@ def make_split(suite: str, scenario: Scenario, seed: int, train_y: torch.Tensor,
         test_retain = np.flatnonzero(test_y.numpy() != cls)
     mask = np.ones(n, dtype=bool)
     mask[forget] = False
-    as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
+    as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))
     return Split(scenario, seed, as_t(forget), as_t(np.flatnonzero(mask)), as_t(test_retain), as_t(test_forget))
 
 

@@ -7,12 +7,12 @@ Every field is validated before any training starts; errors name the file, the f
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 
 from harness.data import DATASET_LOADERS, load_dataset, stratified_subset
@@ -24,7 +24,8 @@ from harness.train import Recipe
 SUITES_DIR = Path(__file__).parent / "suites"
 _TOP_KEYS = {"name", "version", "description", "data", "model", "train", "run", "evaluate"}
 _DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root"}
-_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "unlearn_augment"}
+_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment"}
+_AUGMENTS = ("none", "crop", "crop-flip")
 
 
 class SuiteError(ValueError):
@@ -62,7 +63,8 @@ class Suite:
     subset_seed: int = 0
     data_root: str | None = None
     methods: tuple[str, ...] = ()  # empty: every registered method
-    timeout: float = 600.0
+    timeout: float = 600.0  # wall-clock seconds per isolated method run
+    memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
     unlearn_augment: str = "none"
     evaluate: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -148,8 +150,24 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         except ValueError as exc:
             raise SuiteError(f"{path} [run] scenarios: {exc}") from exc
     seeds = tuple(_require(run, "seeds", list, f"{path} [run]"))
-    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise SuiteError(f"{path} [run]: seeds must be a non-empty list of distinct non-negative integers")
+    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{path} [run]: seeds must be a non-empty list of distinct non-negative integers, "
+                         f"got {list(seeds)}")
+    methods = run.get("methods", [])
+    if not isinstance(methods, list) or not all(isinstance(m, str) and m for m in methods):
+        raise SuiteError(f"{path} [run]: methods must be a list of method names, got {methods!r}")
+    timeout = run.get("timeout", 600.0)
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+        raise SuiteError(f"{path} [run]: timeout must be a positive number of seconds, got {timeout!r}")
+    memory_mb = run.get("memory_mb", 16384)
+    if not (_is_int(memory_mb) and memory_mb > 0):
+        raise SuiteError(f"{path} [run]: memory_mb must be a positive integer (MiB), got {memory_mb!r}")
+    augment = run.get("unlearn_augment", recipe.augment)
+    if augment not in _AUGMENTS:
+        raise SuiteError(f"{path} [run]: unlearn_augment must be one of {', '.join(_AUGMENTS)}, got {augment!r}")
+    for key in ("train_subset", "test_subset"):
+        if key in data and not (_is_int(data[key]) and data[key] > 0):
+            raise SuiteError(f"{path} [data]: {key} must be a positive integer, got {data[key]!r}")
     hparams: dict[str, dict[str, Any]] = {}
     if hparams_text:
         try:
@@ -164,10 +182,13 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         recipe=recipe, scenarios=tuple(str(s) for s in scenarios), seeds=seeds,
         train_subset=data.get("train_subset"), test_subset=data.get("test_subset"),
         subset_seed=int(data.get("subset_seed", 0)), data_root=data.get("root"),
-        methods=tuple(run.get("methods", ())), timeout=float(run.get("timeout", 600.0)),
-        unlearn_augment=str(run.get("unlearn_augment", recipe.augment)),
+        methods=tuple(methods), timeout=float(timeout), memory_mb=int(memory_mb), unlearn_augment=str(augment),
         evaluate=dict(doc.get("evaluate", {})), hparams=hparams, path=path,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML true is not a seed
 
 
 def suite_files() -> dict[str, Path]:

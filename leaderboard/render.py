@@ -1,56 +1,35 @@
-"""Render leaderboards for every suite with results (Markdown now; richer output in later modules)."""
+"""Render leaderboards from stored results: ``<out>/<suite>.md`` per suite and one ``<out>/index.html``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from harness.cache import atomic_write_bytes
 from harness.results import read_results
-
-SHOWN = ["forget_acc", "retain_acc", "test_acc"]
-
-
-def aggregate(frame: pd.DataFrame, sort: str = "avg_gap") -> pd.DataFrame:
-    """Mean and std across seeds per (scenario, method, config); ``n`` is the number of seeds."""
-    ok = frame[frame["status"] == "ok"]
-    metrics = [c for c in ["avg_gap"] + SHOWN if c in ok]
-    grouped = ok.groupby(["scenario", "method", "config_hash"])
-    table = grouped[metrics].agg(["mean", "std"])
-    table.columns = [f"{m}_{stat}" for m, stat in table.columns]
-    table["n"] = grouped.size()
-    table = table.reset_index()
-    key = f"{sort}_mean"
-    return table.sort_values(["scenario", key] if key in table else ["scenario"])
+from leaderboard.aggregate import SuiteBoard, build_suite_board
+from leaderboard.html import render_html
+from leaderboard.markdown import render_markdown
 
 
-def markdown_table(table: pd.DataFrame, suite: str) -> str:
-    lines = [f"# {suite}", ""]
-    for scenario, rows in table.groupby("scenario", sort=True):
-        lines += [f"## {scenario}", "", "| method | avg_gap | " + " | ".join(SHOWN) + " | n |",
-                  "|---|---|" + "---|" * len(SHOWN) + "---|"]
-        for r in rows.to_dict("records"):
-            cells = [_fmt(r, m) for m in ["avg_gap"] + SHOWN]
-            lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {r['n']} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _fmt(row: dict, metric: str) -> str:
-    mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
-    if mean is None or pd.isna(mean):
-        return "–"
-    return f"{mean:.2f} ± {0.0 if pd.isna(std) else std:.2f}"
-
-
-def render_leaderboards(results: Path, out: Path, suite: str | None = None, sort: str = "avg_gap") -> str:
+def build_boards(results: Path, suite: str | None = None, sort: str = "avg_gap", verified_only: bool = False,
+                 data_root: str | None = None) -> list[SuiteBoard]:
     frame = read_results(results, suite)
-    if frame.empty:
+    if frame.empty or "suite" not in frame:
         raise FileNotFoundError(f"no results under {results}" + (f"/{suite}" if suite else ""))
+    if suite:  # unreadable files carry no suite column; they are counted under the suite asked for
+        frame["suite"] = frame["suite"].fillna(suite)
+    return [build_suite_board(rows, sort, verified_only, data_root)
+            for _, rows in frame[frame["suite"].notna()].groupby("suite", sort=True)]
+
+
+def render_leaderboards(results: Path, out: Path, suite: str | None = None, sort: str = "avg_gap",
+                        verified_only: bool = False, data_root: str | None = None) -> str:
+    """Write the Markdown and HTML leaderboards; returns the Markdown text of every suite."""
+    boards = build_boards(Path(results), suite, sort, verified_only, data_root)
     texts = []
-    for name, rows in frame.groupby("suite"):
-        text = markdown_table(aggregate(rows, sort), str(name))
-        atomic_write_bytes(Path(out) / f"{name}.md", text.encode())
+    for board in boards:
+        text = render_markdown(board)
+        atomic_write_bytes(Path(out) / f"{board.suite}.md", text.encode())
         texts.append(text)
+    atomic_write_bytes(Path(out) / "index.html", render_html(boards).encode())
     return "\n".join(texts)

@@ -13,7 +13,7 @@ from harness.cache import ArtifactCache, cache_key
 def test_hit_and_miss(tmp_path):
     cache = ArtifactCache(tmp_path)
     calls = []
-    compute = lambda: calls.append(1) or {"w": torch.ones(3)}  # noqa: E731
+    compute = lambda: calls.append(1) or {"w": torch.ones(3)}
     key = cache_key(a=1)
     first = cache.get_or_compute("oracle", key, compute)
     second = cache.get_or_compute("oracle", key, compute)

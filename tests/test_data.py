@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data import DatasetNotFound, load_cifar, load_digits, load_fashion_mnist, read_idx, stratified_subset
+from harness.data import (
+    DatasetNotFound,
+    load_cifar,
+    load_digits,
+    load_fashion_mnist,
+    read_idx,
+    stratified_subset,
+)
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -9,9 +10,14 @@ import pytest
 
 from harness.results import read_results
 from harness.runner import RunOptions, run_suite
-from harness.suite import load_suite
+from harness.suite import Suite, load_suite
 
 METHODS = ["original", "retrain", "finetune"]
+
+
+def light_suite() -> Suite:
+    """digits-smoke with only the accuracy evaluator: these tests are about the runner, not the attacks."""
+    return dataclasses.replace(load_suite("digits-smoke"), evaluate={"evaluators": ["accuracy"]})
 
 
 def _options(run_dirs, **kw) -> RunOptions:
@@ -22,7 +28,7 @@ def _options(run_dirs, **kw) -> RunOptions:
 
 
 def test_rows_reuse_and_resume(run_dirs):
-    suite = load_suite("digits-smoke")
+    suite = light_suite()
     first = run_suite(suite, _options(run_dirs))
     assert first.written == 6 and first.failed == 0  # 3 methods x 2 scenarios x 1 seed
     frame = read_results(run_dirs[0], "digits-smoke")
@@ -50,7 +56,7 @@ def test_rows_reuse_and_resume(run_dirs):
 
 
 def test_overrides_make_a_separate_configuration(run_dirs):
-    suite = load_suite("digits-smoke")
+    suite = light_suite()
     run_suite(suite, _options(run_dirs, methods=["finetune"], scenarios=["class-3"]))
     run_suite(suite, _options(run_dirs, methods=["finetune"], scenarios=["class-3"],
                               overrides={"finetune": {"epochs": "2"}}))
@@ -60,7 +66,7 @@ def test_overrides_make_a_separate_configuration(run_dirs):
 
 
 def test_unknown_names_get_did_you_mean(run_dirs):
-    suite = load_suite("digits-smoke")
+    suite = light_suite()
     with pytest.raises(KeyError, match="did you mean 'finetune'"):
         run_suite(suite, _options(run_dirs, methods=["fine-tune"]))
     with pytest.raises(ValueError, match="did you mean 'epochs'"):

@@ -5,6 +5,14 @@ its direction and whether it enters AMUN's ``avg_gap`` (§4.4 of the seed spec).
 runner as |value - oracle's value|, where the oracle's value comes from the same evaluator.
 """
 
+from harness.evaluate import (  # noqa: F401  (privacy evaluators)
+    accuracy,
+    distribution,
+    mia_nn,
+    rmia,
+    salun_mia,
+    ulira,
+)
 from harness.evaluate.base import (
     EVALUATORS,
     EvalContext,
@@ -14,7 +22,6 @@ from harness.evaluate.base import (
     metric_info,
     register_evaluator,
 )
-from harness.evaluate import accuracy  # noqa: F401  (registers "accuracy")
 
 __all__ = ["EVALUATORS", "EvalContext", "Evaluator", "MetricInfo", "get_evaluator", "metric_info",
            "register_evaluator"]

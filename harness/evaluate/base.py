@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -33,20 +35,21 @@ class MetricInfo:
 class EvalContext:
     """Everything an evaluator may use (evaluators are harness code; methods never see this)."""
 
-    suite: "Suite"
-    data: "SuiteData"
-    split: "Split"
+    suite: Suite
+    data: SuiteData
+    split: Split
     seed: int
     device: torch.device
-    cache: "ArtifactCache"
+    cache: ArtifactCache
     original: nn.Module
     oracle: nn.Module
-    method: "MethodSpec | None" = None
+    method: MethodSpec | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     # Runs the current method (same hyper-parameters) on another original/forget/retain; used by the
     # per-example attacks, whose shadow models must be unlearned by the method under test.
     unlearn: Callable[..., nn.Module] | None = None
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
+    results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/examples/)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Example unlearn-bench plugin package; the method lives in :mod:`unlearn_bench_example.method`."""

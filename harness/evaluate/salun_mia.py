@@ -1,0 +1,71 @@
+"""SalUn's MIA-Efficacy ("MIS" in AMUN), exact predictor (seed spec §7, VERIFIED-code).
+
+An RBF SVM (C = 3, gamma = 'auto') is fitted on the softmax probability of the true label, with shadow
+members = a |test|-sized subset of the retain set (label 1) and shadow non-members = the test set
+(label 0); MIA-Efficacy = 100 x the fraction of the forget set predicted non-member. The target is the
+retrained model's value, not 100. Suite options (``[evaluate.salun_mia]``):
+
+* ``members = "random"`` (AMUN code: a seeded random subset of the retain set) or ``"first"`` (SalUn code:
+  the first |test| retain samples);
+* ``nonmembers = "test_retain"`` (default: the test images of the remaining classes; all of them for random
+  forgetting) or ``"test_all"``;
+* ``C`` and ``gamma``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.svm import SVC
+from torch import nn
+
+from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.splits import stable_seed
+from harness.train import predict_logits
+
+DEFAULTS = {"members": "random", "nonmembers": "test_retain", "C": 3.0, "gamma": "auto"}
+
+
+def true_label_confidence(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    probs = torch.softmax(predict_logits(model, x), dim=1)
+    return probs.gather(1, y.view(-1, 1).cpu()).squeeze(1).numpy().astype(np.float64)
+
+
+def mia_efficacy(member_conf: np.ndarray, nonmember_conf: np.ndarray, target_conf: np.ndarray, C: float = 3.0,
+                 gamma: str | float = "auto") -> float:
+    """Percent of ``target_conf`` the SVM (members 1, non-members 0) predicts as non-members."""
+    x = np.concatenate([member_conf, nonmember_conf]).reshape(-1, 1)
+    y = np.concatenate([np.ones(len(member_conf)), np.zeros(len(nonmember_conf))])
+    clf = SVC(C=C, gamma=gamma, kernel="rbf").fit(x, y)
+    return float(100.0 * (clf.predict(target_conf.reshape(-1, 1)) == 0).mean())
+
+
+def shadow_members(retain: torch.Tensor, size: int, mode: str, seed: int) -> torch.Tensor:
+    if mode == "first":
+        return retain[:size]
+    if mode != "random":
+        raise ValueError(f"salun_mia members must be 'random' or 'first', got {mode!r}")
+    rng = np.random.default_rng(seed)
+    return retain[torch.as_tensor(np.sort(rng.permutation(len(retain))[:size]))]
+
+
+@register_evaluator("salun_mia", metrics=[
+    MetricInfo("salun_mia", "SalUn MIA-Efficacy / AMUN's MIS: % of the forget set an SVM on true-label confidence "
+               "calls non-member", in_avg_gap=True),
+])
+def evaluate_salun_mia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
+    opts = {k: ctx.suite.evaluator_setting("salun_mia", k, v) for k, v in DEFAULTS.items()}
+    data, split = ctx.data, ctx.split
+    if opts["nonmembers"] == "test_all":
+        test = torch.arange(len(data.test_y))
+    elif opts["nonmembers"] == "test_retain":
+        test = split.test_retain
+    else:
+        raise ValueError(f"salun_mia nonmembers must be 'test_retain' or 'test_all', got {opts['nonmembers']!r}")
+    members = shadow_members(split.retain, len(test), opts["members"],
+                             stable_seed("salun-mia", split.scenario.name, split.seed))
+    value = mia_efficacy(true_label_confidence(model, data.train_x[members], data.train_y[members]),
+                         true_label_confidence(model, data.test_x[test], data.test_y[test]),
+                         true_label_confidence(model, data.train_x[split.forget], data.train_y[split.forget]),
+                         float(opts["C"]), opts["gamma"])
+    return {"salun_mia": value}

@@ -1,0 +1,436 @@
+"""Isolated method runs: a method executes in a worker process that only ever receives what
+:class:`~harness.task.UnlearningTask` allows.
+
+The parent sends the original's weights and architecture name, the forget data, the retain data (when the
+method declares ``needs_retain``), the hyper-parameters, the seed and where to import the method from.
+The worker never holds the oracle, the test split, the shadow bank or the cache location. It answers
+with the unlearned weights, or a failure; a wall-clock limit, a memory limit (``RLIMIT_AS``) and the
+process boundary turn hangs, crashes (segfaults, ``os._exit``) and allocation storms into rows.
+
+Workers are forked from a ``forkserver`` that has imported torch and the built-in methods but holds no
+data, and are kept per method across runs (a fresh fork per run costs ~40-60 ms, reusing a worker a few
+ms; see docs/reliability.md). A worker is replaced after any run that did not end ``ok``. Messages from
+the worker are untrusted: JSON headers and tensors loaded with ``torch.load(weights_only=True)``, never
+pickle, so a hostile method cannot execute code in the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import re
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Self
+
+import torch
+from torch import nn
+
+from harness.cache import CorruptArtifact
+from harness.execution import InvalidOutput, derived_key, task_from_data, validate_output
+from harness.registry import MethodSpec
+from harness.task import TensorData
+
+log = logging.getLogger(__name__)
+
+# Modules the forkserver imports once, so a worker starts in tens of milliseconds instead of seconds.
+PRELOAD = ["torch", "harness.isolation", "harness.references", "baselines", "methods"]
+# Environment variables that point at harness state a method must not find.
+SCRUBBED_ENV = ("UNLEARN_BENCH_CACHE", "UNLEARN_BENCH_RESULTS")
+STARTUP_TIMEOUT_S = 300  # a cold forkserver imports torch; generous for loaded machines
+MAX_MESSAGE_BYTES = 1 << 31  # a worker cannot make the parent buffer more than this per message
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class MethodFault(RuntimeError):
+    """A method run that produced no usable model; ``status`` is ``failed``, ``timeout`` or ``invalid``."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class IsolationLimits:
+    """Per-run limits. ``memory_mb`` bounds the worker's address space beyond its start-up size."""
+
+    timeout_s: float = 600.0
+    memory_mb: int | None = 16384
+
+
+# ----------------------------------------------------------------------------------------- the worker side
+def _apply_memory_limit(memory_mb: int | None, device: str) -> None:
+    # RLIMIT_AS counts virtual memory; CUDA reserves huge virtual ranges, so the limit is CPU-only.
+    if memory_mb is None or device.startswith("cuda"):
+        return
+    with open("/proc/self/statm") as handle:
+        baseline = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = baseline + memory_mb * (1 << 20)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _send(conn: Connection, header: dict, blob: bytes | None = None) -> None:
+    conn.send_bytes(json.dumps({**header, "blob": blob is not None}).encode())
+    if blob is not None:
+        conn.send_bytes(blob)
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _from_bytes(data: bytes) -> Any:
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+_PLUGIN_FILES: set[str] = set()
+
+
+def _resolve_method(name: str, module: str, path: str) -> MethodSpec:
+    """Import the method's module (by name, else the plugin file) in the worker and return its spec."""
+    from harness.plugins import load_plugin_file
+    from harness.registry import METHODS, ensure_builtins
+
+    ensure_builtins()
+    if name not in METHODS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            if not path:
+                raise
+            if path not in _PLUGIN_FILES:
+                _PLUGIN_FILES.add(path)
+                load_plugin_file(path)
+    if name not in METHODS:
+        raise RuntimeError(f"method {name!r} is not registered after importing {module} ({path or 'no file'}); "
+                           "isolated runs need methods registered at import time")
+    return METHODS[name]
+
+
+def _remote_memoizer(conn: Connection):
+    """``task.cached`` in the worker: the parent looks the artifact up and stores what the worker computes."""
+
+    def memoize(name: str, params: dict, compute):
+        _send(conn, {"op": "cache_get", "name": name, "params": json.loads(json.dumps(params, default=str))})
+        reply = json.loads(conn.recv_bytes())
+        if reply.get("hit"):
+            return _from_bytes(conn.recv_bytes())
+        value = compute()
+        try:
+            blob = _to_bytes(value)
+            _from_bytes(blob)  # the parent loads it the same way
+        except Exception as exc:
+            raise TypeError(f"task.cached({name!r}) returned an object that is not tensors or plain "
+                            f"containers: {exc}") from exc
+        if reply.get("store", True):  # the parent has no cache for e.g. shadow runs without keys
+            _send(conn, {"op": "cache_put", "name": name}, blob)
+        return value
+
+    return memoize
+
+
+def _run_one(conn: Connection, job: dict) -> None:
+    from harness.models import build_model
+
+    hparams = job.pop("hparams")
+    try:
+        spec = _resolve_method(job["method"], job["module"], job["path"])
+        torch.set_num_threads(job["threads"])
+        torch.manual_seed(job["seed"])  # methods that use the global RNG stay reproducible per run
+        model = build_model(job["model_name"], tuple(job["input_shape"]), job["num_classes"])
+        model.load_state_dict(job["original"])
+        retain = TensorData(job["retain_x"], job["retain_y"]) if job["retain_x"] is not None else None
+        task = task_from_data(spec, model, TensorData(job["forget_x"], job["forget_y"]), retain,
+                              job["num_classes"], job["scenario_kind"], job["forget_class"],
+                              torch.device(job["device"]), job["seed"], job["augment"], job["model_name"],
+                              memoize=_remote_memoizer(conn))
+        del job  # the method sees the task, not the message it came in
+        probe = task.forget.x[: min(4, len(task.forget))]
+        result = validate_output(spec.fn(task, **hparams), probe, task.num_classes, spec.name)
+        state = {k: v.detach().to("cpu") for k, v in result.state_dict().items()}
+    except InvalidOutput as exc:
+        _send(conn, {"op": "result", "status": "invalid", "error": str(exc)})
+        return
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and MemoryError from a method are failures too
+        tail = traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:]
+        _send(conn, {"op": "result", "status": "failed", "error": "".join(tail).strip()[-2000:]})
+        return
+    _send(conn, {"op": "result", "status": "ok"}, _to_bytes(state))
+
+
+def worker_main(conn: Connection, memory_mb: int | None, device: str) -> None:
+    """Entry point of a worker process: run jobs until the parent closes the pipe."""
+    for name in SCRUBBED_ENV:
+        os.environ.pop(name, None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _apply_memory_limit(memory_mb, device)
+    _send(conn, {"op": "ready"})
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        job = torch.load(io.BytesIO(message), map_location="cpu", weights_only=True)
+        del message
+        _run_one(conn, job)
+
+
+# ----------------------------------------------------------------------------------------- the parent side
+def _context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _memory_budget(memory_mb: int | None) -> int | None:
+    """The configured budget, capped at 3/4 of physical memory so a runaway worker cannot take the machine."""
+    if memory_mb is None:
+        return None
+    physical_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
+    return min(memory_mb, physical_mb * 3 // 4)
+
+
+def describe_exit(code: int | None) -> str:
+    """A row's error text for a worker that died without answering."""
+    if code is None:
+        return "the method process stopped answering"
+    if code < 0:
+        sig = signal.Signals(-code).name
+        hint = {"SIGSEGV": "a crash in native code", "SIGKILL": "killed, e.g. by the out-of-memory killer",
+                "SIGABRT": "aborted"}.get(sig, "a signal")
+        return f"the method process died with {sig} ({hint})"
+    return f"the method process exited with code {code} (os._exit or a fatal error inside the method)"
+
+
+class _Worker:
+    def __init__(self, ctx, limits: IsolationLimits, device: str):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=worker_main, args=(child, _memory_budget(limits.memory_mb), device),
+                                   daemon=True, name="unlearn-bench-method")
+        self.process.start()
+        child.close()
+        # Start-up is not the method's time: wait for the worker before its clock starts.
+        if not self.conn.poll(STARTUP_TIMEOUT_S):
+            self.stop(kill=True)
+            raise MethodFault("failed", f"the method process did not start within {STARTUP_TIMEOUT_S} s")
+        try:
+            ready = json.loads(self.conn.recv_bytes(1 << 16))
+        except (EOFError, OSError, ValueError):
+            code = self.exit_code()
+            self.stop(kill=True)
+            raise MethodFault("failed", f"the method process failed to start: {describe_exit(code)}") from None
+        if ready.get("op") != "ready":
+            self.stop(kill=True)
+            raise MethodFault("failed", "the method process sent an unexpected greeting")
+
+    def stop(self, kill: bool = False) -> None:
+        if kill and self.process.is_alive():
+            self.process.kill()
+        self.conn.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+    def exit_code(self) -> int | None:
+        self.process.join(timeout=2)
+        return self.process.exitcode
+
+
+class Isolation:
+    """Runs methods in worker processes; keeps at most ``max_workers`` alive (least recently used out)."""
+
+    def __init__(self, limits: IsolationLimits = IsolationLimits(), max_workers: int = 2):
+        self.limits = limits
+        self.max_workers = max_workers
+        self._workers: OrderedDict[tuple, _Worker] = OrderedDict()
+        self._ctx = _context()
+        self.runs = 0
+        self.restarts = 0
+        self.last_job_seconds = 0.0  # the last run's time from sending the job to its answer
+
+    def start(self) -> None:
+        """Start the forkserver now (seconds: it imports torch), so no run's clock includes it."""
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        while self._workers:
+            _, worker = self._workers.popitem()
+            worker.stop()
+
+    def _worker(self, key: tuple, device: str) -> _Worker:
+        if key in self._workers:
+            self._workers.move_to_end(key)
+            return self._workers[key]
+        while len(self._workers) >= self.max_workers:
+            _, old = self._workers.popitem(last=False)
+            old.stop()
+        worker = _Worker(self._ctx, self.limits, device)
+        self._workers[key] = worker
+        return worker
+
+    def _retire(self, key: tuple, kill: bool) -> None:
+        worker = self._workers.pop(key, None)
+        if worker is not None:
+            worker.stop(kill=kill)
+            self.restarts += 1
+
+    def run(self, spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, model_name: str,
+            forget: TensorData, retain: TensorData | None, num_classes: int, scenario_kind: str,
+            forget_class: int | None, device: torch.device, seed: int, augment: str = "none",
+            cache=None, original_key: str | None = None, forget_hash: str | None = None,
+            timeout_s: float | None = None) -> nn.Module:
+        """Run ``spec`` on the task in a worker; returns the model or raises :class:`MethodFault`."""
+        module = getattr(spec.fn, "__module__", "")
+        path = getattr(sys.modules.get(module), "__file__", None) or ""
+        job = {
+            "method": spec.name, "module": module, "path": path or "", "hparams": dict(hparams),
+            "original": {k: v.detach().to("cpu") for k, v in original.state_dict().items()},
+            "model_name": model_name, "input_shape": list(forget.x.shape[1:]), "num_classes": num_classes,
+            "forget_x": forget.x.cpu(), "forget_y": forget.y.cpu(),
+            "retain_x": retain.x.cpu() if retain is not None and spec.needs_retain else None,
+            "retain_y": retain.y.cpu() if retain is not None and spec.needs_retain else None,
+            "scenario_kind": scenario_kind, "forget_class": forget_class, "device": str(device), "seed": seed,
+            "augment": augment, "threads": torch.get_num_threads(),
+        }
+        message = _to_bytes(job)
+        key = (spec.name, module, path)
+        worker = self._worker(key, str(device))
+        try:
+            worker.conn.send_bytes(message)
+        except (BrokenPipeError, OSError):  # a worker that died idle: start a fresh one once
+            self._retire(key, kill=True)
+            worker = self._worker(key, str(device))
+            worker.conn.send_bytes(message)
+        self.runs += 1
+        limit = self.limits.timeout_s if timeout_s is None else timeout_s
+        ok = False
+        start = time.perf_counter()
+        try:
+            state = self._serve(worker, spec.name, limit, cache, original_key, forget_hash)
+            self.last_job_seconds = time.perf_counter() - start
+            model = copy.deepcopy(original).to("cpu")
+            try:
+                model.load_state_dict(state, strict=True)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise MethodFault("invalid", f"method {spec.name!r} returned a model that is not a "
+                                             f"{model_name} of the original's shape: {str(exc)[:500]}") from exc
+            model = model.to(device).eval()
+            try:
+                validate_output(model, forget.x[: min(4, len(forget))].to(device), num_classes, spec.name)
+            except InvalidOutput as exc:
+                raise MethodFault("invalid", str(exc)) from exc
+            ok = True
+            return model
+        finally:
+            if not ok:
+                self._retire(key, kill=True)
+
+    def _serve(self, worker: _Worker, method: str, limit: float, cache, original_key: str | None,
+               forget_hash: str | None) -> dict[str, torch.Tensor]:
+        """Answer the worker's cache requests until it sends its result, dies, or runs out of time."""
+        deadline = time.monotonic() + limit
+        locks = contextlib.ExitStack()
+        pending_put: tuple[str, str] | None = None
+        with locks:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not worker.conn.poll(remaining):
+                    if time.monotonic() < deadline:
+                        continue
+                    raise MethodFault("timeout", f"method {method!r} exceeded the wall-clock limit of {limit:g} s")
+                try:
+                    header = json.loads(worker.conn.recv_bytes(MAX_MESSAGE_BYTES))
+                    blob = worker.conn.recv_bytes(MAX_MESSAGE_BYTES) if header.get("blob") else None
+                except (EOFError, OSError, ConnectionError):
+                    raise MethodFault("failed", describe_exit(worker.exit_code())) from None
+                except ValueError as exc:
+                    raise MethodFault("failed", f"the method process sent a malformed message ({exc})") from None
+                op = header.get("op") if isinstance(header, dict) else None
+                if op == "result":
+                    status = header.get("status")
+                    if status in ("failed", "invalid"):
+                        raise MethodFault(status, str(header.get("error", ""))[:4000])
+                    if status != "ok" or blob is None:
+                        raise MethodFault("failed", "the method process sent a malformed result")
+                    return self._decode_state(blob, method)
+                if op == "cache_get":
+                    pending_put = self._cache_get(worker, header, cache, original_key, forget_hash, locks)
+                elif op == "cache_put" and pending_put is not None and blob is not None:
+                    self._cache_put(cache, pending_put, blob, locks)
+                    pending_put = None
+                else:
+                    raise MethodFault("failed", f"the method process sent an unexpected message {op!r}")
+
+    @staticmethod
+    def _decode_state(blob: bytes, method: str) -> dict[str, torch.Tensor]:
+        try:
+            state = _from_bytes(blob)
+        except Exception as exc:
+            raise MethodFault("invalid", f"method {method!r} returned weights that cannot be read safely: "
+                                         f"{str(exc)[:300]}") from exc
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in state.items()):
+            raise MethodFault("invalid", f"method {method!r} returned something other than a state dict")
+        return state
+
+    def _cache_get(self, worker: _Worker, header: dict, cache, original_key, forget_hash,
+                   locks: contextlib.ExitStack) -> tuple[str, str] | None:
+        name, params = header.get("name"), header.get("params")
+        if not (isinstance(name, str) and _SAFE_NAME.match(name) and ".." not in name and isinstance(params, dict)):
+            raise MethodFault("failed", f"task.cached: name must match {_SAFE_NAME.pattern}, got {name!r}")
+        if cache is None or not original_key or not forget_hash:
+            _send(worker.conn, {"hit": False, "store": False})
+            return None
+        kind, key = f"derived-{name}", derived_key(name, params, original_key, forget_hash)
+        # Held until the worker stores what it computes, so concurrent runs compute an artifact once.
+        locks.enter_context(cache.lock(kind, key))
+        try:
+            value = cache.load(kind, key)
+            cache.hits += 1
+            _send(worker.conn, {"hit": True}, _to_bytes(value))
+            return None
+        except KeyError:
+            pass
+        except CorruptArtifact as exc:  # recompute, as ArtifactCache.get_or_compute does
+            log.warning("corrupt cache artifact, recomputing: %s", exc)
+            cache.recomputed_corrupt += 1
+            cache.discard(kind, key)
+        cache.misses += 1
+        _send(worker.conn, {"hit": False})
+        return kind, key
+
+    @staticmethod
+    def _cache_put(cache, target: tuple[str, str], blob: bytes, locks: contextlib.ExitStack) -> None:
+        kind, key = target
+        try:
+            value = _from_bytes(blob)  # weights_only: tensors and plain containers, nothing executable
+        except Exception as exc:
+            raise MethodFault("failed", f"task.cached({kind[8:]!r}) returned an object that is not tensors or "
+                                        f"plain containers: {str(exc)[:300]}") from exc
+        cache.save(kind, key, value, parts={"name": kind[8:]})

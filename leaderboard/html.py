@@ -1,0 +1,306 @@
+"""The static HTML leaderboard: one self-contained page (inline CSS, inline SVG, a small inline script).
+
+It works offline: nothing is fetched from anywhere. Each scenario has a sortable table (click a header),
+its provenance, and three plots: the ranking metric with CI bars, privacy gap vs utility gap, and a
+per-metric gap heatmap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from html import escape
+from typing import Any
+
+from harness.provenance import HARNESS_VERSION
+from leaderboard.aggregate import ORACLE, Metric, ScenarioBoard, SuiteBoard
+from leaderboard.format import (
+    RECONSTRUCTED_MARK,
+    UNVERIFIED_MARK,
+    header,
+    hparams_text,
+    method_note,
+    number,
+    rows,
+    seeds_cell,
+    split_columns,
+    verdict,
+)
+from leaderboard.plots import Item, bar_chart, heatmap, scatter
+
+# Privacy gap: per-example attacks when present, else the population MIA, else forget accuracy.
+PRIVACY_PREFIXES = ("ulira", "mia_nn", "rmia")
+UTILITY_METRICS = ("test_acc", "retain_acc")
+# Heatmap colour saturates at a column's largest gap, but never below these (a display choice, not a
+# statistic): gaps under one accuracy point, 0.1 nats or 0.02 TV stay pale.
+HEAT_FLOOR = {"%": 1.0, "nats": 0.1, "fraction": 0.02}
+
+CSS = """
+:root { --fg:#111827; --muted:#6b7280; --line:#e5e7eb; --best:#1a9850; --tied:#ecf8ee; --warn:#f46d43; }
+* { box-sizing: border-box; }
+body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+  color:var(--fg); background:#f9fafb; }
+header.top { background:#111827; color:white; padding:14px 28px; display:flex; align-items:baseline; gap:18px; }
+header.top h1 { font-size:18px; margin:0; font-weight:600; }
+header.top nav a { color:#d1d5db; margin-right:14px; text-decoration:none; }
+header.top .gen { margin-left:auto; color:#9ca3af; font-size:12px; }
+main { max-width:1240px; margin:0 auto; padding:8px 28px 40px; }
+h2 { font-size:22px; margin:26px 0 6px; }
+h3 { font-size:17px; margin:0 0 8px; }
+h3 .sub { font-weight:400; color:var(--muted); font-size:13px; margin-left:8px; }
+p.note { color:#374151; max-width:960px; margin:4px 0 10px; font-size:13px; }
+section.scenario { background:white; border:1px solid var(--line); border-radius:8px; padding:16px 18px;
+  margin:18px 0; box-shadow:0 1px 2px rgba(0,0,0,.04); }
+.table-wrap { overflow-x:auto; }
+table { border-collapse:collapse; font-variant-numeric:tabular-nums; }
+table.board { width:100%; }
+th, td { padding:5px 9px; border-bottom:1px solid var(--line); text-align:right; white-space:nowrap; }
+th { font-weight:600; font-size:12px; color:#374151; background:#f3f4f6; position:sticky; top:0; }
+table.sortable th { cursor:pointer; user-select:none; }
+table.sortable th:hover { background:#e5e7eb; }
+th[aria-sort=ascending]::after { content:" ▲"; font-size:9px; }
+th[aria-sort=descending]::after { content:" ▼"; font-size:9px; }
+th.text, td.text { text-align:left; }
+td .ci { display:block; color:var(--muted); font-size:11px; line-height:1.1; }
+td.method .name { font-weight:600; }
+td.method .kind { color:var(--muted); font-size:11px; margin-left:6px; border:1px solid var(--line);
+  border-radius:3px; padding:0 4px; }
+tbody.refs tr { background:#fafafa; color:#4b5563; font-style:italic; }
+tbody.refs tr.oracle td.method .name::before { content:"★ "; color:var(--fg); }
+tbody.refs tr:last-child td { border-bottom:2px solid #d1d5db; }
+tr.best { background:#e3f4e6; } tr.best td:first-child { box-shadow:inset 4px 0 0 var(--best); }
+tr.tied { background:var(--tied); }
+tr.unverified { background:#fff4ef; color:#7c2d12; } tr.unverified td:first-child { box-shadow:inset 4px 0 0 var(--warn); }
+td.verdict { text-align:left; font-size:12px; color:#374151; }
+td.failed.some { color:#b91c1c; font-weight:600; }
+p.prov { color:var(--muted); font-size:12px; margin:8px 0 12px; }
+p.prov b { color:#374151; font-weight:600; }
+.plots { display:flex; flex-wrap:wrap; gap:18px; align-items:flex-start; }
+.plots svg { background:white; border:1px solid var(--line); border-radius:6px; max-width:100%; height:auto; }
+.legend span { display:inline-block; margin-right:14px; font-size:12px; color:#374151; }
+.legend i { display:inline-block; width:14px; height:14px; border:1px solid #d1d5db; border-radius:2px; vertical-align:-2px; margin-right:4px; }
+table.ranks td, table.ranks th { padding:4px 12px; }
+.warn { color:#9a3412; }
+"""
+
+SCRIPT = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  var heads = table.querySelectorAll('thead th');
+  heads.forEach(function (th, col) {
+    th.title = th.title || 'click to sort';
+    th.addEventListener('click', function () {
+      var body = table.querySelector('tbody.entries');
+      var state = th.getAttribute('aria-sort');
+      var asc = state ? state === 'descending' : th.dataset.first !== 'desc';
+      heads.forEach(function (h) { h.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+      var key = function (row) {
+        var cell = row.cells[col];
+        if (cell.dataset.v === undefined) { return cell.textContent.trim().toLowerCase(); }
+        return cell.dataset.v === '' ? null : parseFloat(cell.dataset.v);
+      };
+      Array.prototype.slice.call(body.rows).sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null) { return y === null ? 0 : 1; }   // missing values stay at the bottom
+        if (y === null) { return -1; }
+        var c = typeof x === 'number' ? x - y : (x < y ? -1 : x > y ? 1 : 0);
+        return asc ? c : -c;
+      }).forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _v(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{float(value):.6g}"
+
+
+def _first_click(col: str, meta: dict[str, Metric]) -> str:
+    info = meta.get(col)
+    return "desc" if info is not None and info.direction == "higher" else "asc"
+
+
+def _row_class(r: dict[str, Any]) -> str:
+    classes = []
+    if r["method_kind"] == "reference":
+        classes.append("ref" + (" oracle" if r["method"] == ORACLE else ""))
+    if not r["verified"]:
+        classes.append("unverified")
+    elif r.get("vs_best_test") == "best":
+        classes.append("best")
+    elif r.get("tied") is True:
+        classes.append("tied")
+    return " ".join(classes)
+
+
+def _method_cell(r: dict[str, Any]) -> str:
+    kind = r["method_kind"] if r["method_kind"] not in ("", "reference") else ""
+    title = f"config {r['config_hash']}: {hparams_text(r)}"
+    if not r["verified"]:
+        title += f" | unverified: {r['integrity']}"
+    mark = f" {UNVERIFIED_MARK}" if not r["verified"] else ""
+    oracle = " (oracle)" if r["method"] == ORACLE and r["method_kind"] == "reference" else ""
+    badge = f'<span class="kind">{escape(kind)}</span>' if kind else ""
+    return (f'<td class="method text" title="{escape(title)}"><span class="name">{escape(str(r["entry"]))}'
+            f"{oracle}{mark}</span>{badge}</td>")
+
+
+def _value_cell(r: dict[str, Any], col: str) -> str:
+    mean, lo, hi = r.get(f"{col}_mean"), r.get(f"{col}_lo"), r.get(f"{col}_hi")
+    if mean is None or not math.isfinite(mean):
+        return '<td data-v="">–</td>'
+    ci = f'<span class="ci">± {number((hi - lo) / 2)}</span>' if lo is not None and math.isfinite(lo) else ""
+    tip = f"95% CI [{number(lo, 3)}, {number(hi, 3)}], std {number(r.get(f'{col}_std'), 3)}" if ci else "one seed"
+    return f'<td data-v="{_v(mean)}" title="{escape(tip)}">{number(mean)}{ci}</td>'
+
+
+def _head(col: str, meta: dict[str, Metric]) -> str:
+    info = meta.get(col.removeprefix("gap_"))
+    tip = f"{col}: {'reconstructed definition; ' if info and info.reconstructed else ''}click to sort"
+    return f'<th data-first="{_first_click(col, meta)}" title="{escape(tip)}">{escape(header(col, meta))}</th>'
+
+
+def scenario_table(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
+    lead, rest = split_columns(board, meta)
+    head = ['<th data-first="asc" aria-sort="ascending">#</th>', '<th class="text">method</th>']
+    head += [_head(c, meta) for c in lead]
+    head += ['<th class="text" data-first="desc" title="vs the best: Holm-adjusted p, test, pairs">vs best</th>',
+             '<th data-first="desc" title="seeds with a successful run">n</th>',
+             '<th data-first="desc" title="failed, timed-out or invalid runs (not averaged)">failed</th>']
+    head += [_head(c, meta) for c in rest]
+    refs, entries = [], []
+    for r in rows(board.table):
+        rank = r["rank"]
+        rank_cell = ('<td data-v="">ref</td>' if r["method_kind"] == "reference"
+                     else f'<td data-v="{_v(rank)}">{"–" if not math.isfinite(rank) else f"{rank:g}"}</td>')
+        failed = int(r["failed"])
+        p_sort = 2.0 if r.get("vs_best_test") == "best" else r.get("vs_best_p_holm")
+        cells = [rank_cell, _method_cell(r)] + [_value_cell(r, c) for c in lead]
+        cells += [f'<td class="verdict text" data-v="{_v(p_sort)}">{escape(verdict(r))}</td>',
+                  f'<td data-v="{r["n"]}">{seeds_cell(r)}</td>',
+                  f'<td class="failed{" some" if failed else ""}" data-v="{failed}">{failed}</td>']
+        cells += [_value_cell(r, c) for c in rest]
+        html = f'<tr class="{_row_class(r)}">' + "".join(cells) + "</tr>"
+        (refs if r["method_kind"] == "reference" else entries).append(html)
+    return ('<div class="table-wrap"><table class="board sortable"><thead><tr>' + "".join(head) + "</tr></thead>"
+            + '<tbody class="refs">' + "".join(refs) + "</tbody>"
+            + '<tbody class="entries">' + "".join(entries) + "</tbody></table></div>")
+
+
+def _role(r: dict[str, Any]) -> str:
+    if not r["verified"]:
+        return "unverified"
+    if r["method_kind"] == "reference":
+        return "reference"
+    if r.get("vs_best_test") == "best":
+        return "best"
+    return "tied" if r.get("tied") is True else "method"
+
+
+def _composite(r: dict[str, Any], metrics: list[str]) -> float:
+    values = [r.get(f"gap_{m}_mean") for m in metrics]
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+def privacy_utility_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> tuple[list[str], str, list[str]]:
+    """(privacy metrics, how they were chosen, utility metrics) among those with gaps in this scenario."""
+    have = [m for m in meta if f"gap_{m}_mean" in board.table and board.table[f"gap_{m}_mean"].notna().any()]
+    privacy = [m for m in have if m.startswith(PRIVACY_PREFIXES)]
+    why = "U-LiRA / MIA gaps"
+    if not privacy:
+        privacy = [m for m in have if m.startswith("salun_mia")]
+        why = "SalUn MIA gap"
+    if not privacy:
+        privacy = [m for m in have if m == "forget_acc"]
+        why = "forget-accuracy gap (no MIA metric in these results)"
+    return privacy, why, [m for m in UTILITY_METRICS if m in have]
+
+
+def scenario_plots(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
+    plotted = [r for r in rows(board.table) if r["n"] > 0 and r["method"] != ORACLE]
+    col = board.sort.column
+    bars = [Item(str(r["entry"]), _role(r), r.get(f"{col}_mean", math.nan), r.get(f"{col}_lo", math.nan),
+                 r.get(f"{col}_hi", math.nan)) for r in plotted]
+    parts = [bar_chart(bars, f"{col} (mean, 95% CI)", f"{col}" + (" (lower is better)" if board.sort.lower_is_better
+                                                                  else " (higher is better)"))]
+    privacy, why, utility = privacy_utility_metrics(board, meta)
+    if privacy and utility:
+        points = [Item(str(r["entry"]), _role(r), x=_composite(r, utility), y=_composite(r, privacy)) for r in plotted]
+        fallback = " (no MIA metric)" if why.startswith("forget") else ""
+        parts.append(scatter(points, "privacy gap vs utility gap (★ = oracle)", "utility gap: " + " / ".join(utility),
+                             "privacy gap: " + " / ".join(privacy) + fallback))
+    gap_cols = [m for m in meta if f"gap_{m}_mean" in board.table and board.table[f"gap_{m}_mean"].notna().any()]
+    if gap_cols:
+        labels = [header(m, meta) for m in gap_cols] + ["avg_gap"]
+        values = [[r.get(f"gap_{m}_mean", math.nan) for m in gap_cols] + [r.get("avg_gap_mean", math.nan)]
+                  for r in plotted]
+        floors = [HEAT_FLOOR.get(meta[m].unit, 0.0) for m in gap_cols] + [HEAT_FLOOR["%"]]
+        parts.append(heatmap([str(r["entry"]) for r in plotted], labels, values,
+                             "gap to the oracle per metric (mean over seeds)", floors))
+    return '<div class="plots">' + "".join(parts) + "</div>"
+
+
+def provenance_line(board: ScenarioBoard) -> str:
+    items = [f"<b>{escape(k)}</b> {escape(v)}" for k, v in board.provenance.items()]
+    return '<p class="prov">' + " · ".join(items) + "</p>"
+
+
+def rank_table(board: SuiteBoard) -> str:
+    if board.ranks.empty:
+        return ""
+    scenarios = [b.scenario for b in board.scenarios if b.scenario in board.ranks]
+    head = "".join(f"<th>{escape(s)}</th>" for s in scenarios)
+    body = []
+    for r in board.ranks.to_dict("records"):
+        cells = "".join(f"<td>{'–' if math.isnan(r[s]) else f'{r[s]:g}'}</td>" for s in scenarios)
+        extra = f' <span class="ci">({int(r["n_scenarios"])} of {len(scenarios)})</span>' \
+            if r["n_scenarios"] < len(scenarios) else ""
+        body.append(f'<tr><td class="text">{escape(str(r["entry"]))}</td>{cells}'
+                    f"<td><b>{r['mean_rank']:.2f}</b>{extra}</td></tr>")
+    return ('<h3>Average rank across scenarios</h3><table class="ranks"><thead><tr><th class="text">method</th>'
+            + head + "<th>mean rank</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
+def suite_section(board: SuiteBoard) -> str:
+    parts = [f'<h2 id="{escape(board.suite)}">{escape(board.suite)}</h2>',
+             f'<p class="note">{escape(method_note(board.sort.description))}</p>']
+    reconstructed = [m.name for m in board.meta.values() if m.reconstructed]
+    if reconstructed:
+        parts.append(f'<p class="note">{RECONSTRUCTED_MARK} reconstructed metric definition (not the authors\' '
+                     f"verified setting): {escape(', '.join(reconstructed))}</p>")
+    if board.excluded_unverified:
+        parts.append(f'<p class="note warn">{board.excluded_unverified} unverified row(s) excluded '
+                     f"(--verified-only).</p>")
+    if board.unreadable:
+        parts.append(f'<p class="note warn">{board.unreadable} result file(s) could not be read and are not '
+                     "shown.</p>")
+    parts.append('<p class="legend"><span><i style="background:#e3f4e6;box-shadow:inset 3px 0 0 #1a9850"></i>best'
+                 '</span><span><i style="background:#ecf8ee"></i>tied with the best</span>'
+                 '<span><i style="background:#fafafa;border:1px solid #ddd"></i>reference (not ranked)</span>'
+                 f'<span><i style="background:#fff4ef;box-shadow:inset 3px 0 0 #f46d43"></i>{UNVERIFIED_MARK} '
+                 "unverified (not ranked; hover the name for why)</span></p>")
+    parts.append(rank_table(board))
+    for scenario in board.scenarios:
+        n_seeds = len(scenario.seeds)
+        parts.append(f'<section class="scenario" id="{escape(board.suite)}-{escape(scenario.scenario)}">'
+                     f'<h3>{escape(scenario.scenario)}<span class="sub">{n_seeds} seed{"s" * (n_seeds != 1)} · '
+                     f"ranked by {escape(scenario.sort.requested)}</span></h3>"
+                     + scenario_table(scenario, board.meta) + provenance_line(scenario)
+                     + scenario_plots(scenario, board.meta) + "</section>")
+    return "\n".join(parts)
+
+
+def render_html(boards: list[SuiteBoard]) -> str:
+    """The whole page for one or more suites."""
+    nav = "".join(f'<a href="#{escape(b.suite)}">{escape(b.suite)}</a>' for b in boards)
+    generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>unlearn-bench leaderboard</title><style>{CSS}</style></head><body>"
+            f'<header class="top"><h1>unlearn-bench leaderboard</h1><nav>{nav}</nav>'
+            f'<span class="gen">generated {generated} · harness {HARNESS_VERSION}</span></header><main>'
+            + "\n".join(suite_section(b) for b in boards)
+            + f"</main><script>{SCRIPT}</script></body></html>")
+

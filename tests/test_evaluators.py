@@ -1,0 +1,218 @@
+"""Privacy evaluators: U-LiRA, MIA-NN, RMIA, SalUn MIA, KL/TV, and the shadow bank they share."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.svm import SVC
+
+from harness.evaluate import get_evaluator
+from harness.evaluate.distribution import kl_tv
+from harness.evaluate.rmia import rmia_scores
+from harness.evaluate.salun_mia import mia_efficacy
+from harness.evaluate.ulira import bank_signals, logit_confidence, ulira_attack, unlearned_shadow_signals
+from harness.registry import get_method
+from harness.results import read_results
+from harness.runner import RunOptions, SeedContext, run_suite
+from harness.shadow import shadow_bank, shadow_halves
+from harness.suite import load_suite
+
+CPU = torch.device("cpu")
+
+
+def _context(suite, cache, scenario: str, seed: int = 0, memo: dict | None = None) -> SeedContext:
+    return SeedContext(suite, suite.load_data(), scenario, seed, cache, CPU, {} if memo is None else memo)
+
+
+def _evaluate(ctx: SeedContext, evaluator: str, method: str, model: torch.nn.Module) -> dict[str, float]:
+    spec = get_method(method)
+    return get_evaluator(evaluator).fn(model, ctx.eval_context(spec, dict(spec.hparams)))
+
+
+# ------------------------------------------------------------------------------------------ shadow bank
+def test_shadow_halves_are_complementary_pairs_and_shared_across_scenarios(digits_suite, session_cache):
+    y = digits_suite.load_data().train_y
+    halves = shadow_halves(y, 4)
+    for a, b in ((halves[0], halves[1]), (halves[2], halves[3])):
+        assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == len(y)
+    assert not np.array_equal(halves[0], halves[2])
+    memo: dict = {}
+    data = digits_suite.load_data()
+    rnd = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("random-10"), CPU, memo=memo)
+    cls = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("class-3"), CPU, memo=memo)
+    assert [s.original.key for s in rnd.shadows] == [s.original.key for s in cls.shadows]
+    for s in cls.shadows:  # class scenario: exactly the class's samples in the half
+        assert set(s.forget) == set(s.half[data.train_y.numpy()[s.half] == 3])
+    for s in rnd.shadows:  # random scenario: the same forget fraction of the half, inside the half
+        assert set(s.forget) <= set(s.half) and abs(len(s.forget) - round(0.1 * len(s.half))) <= 1
+    assert (rnd.in_forget.sum(0)[rnd.audit] >= 1).mean() > 0.5  # audited examples are forgotten repeatedly
+
+
+# ------------------------------------------------------------------------------------------------ U-LiRA
+def _synthetic(shift: float, n: int = 16, pool: int = 300, seed: int = 0):
+    """Signals where unlearned models keep a per-example ``shift`` on forgotten examples."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 2, pool)  # per-example difficulty
+    in_half = np.zeros((n, pool), bool)
+    for i in range(0, n, 2):
+        perm = rng.permutation(pool)
+        in_half[i, perm[: pool // 2]] = True
+        in_half[i + 1, perm[pool // 2:]] = True
+    in_forget = in_half & (rng.random((n, pool)) < 0.3)
+    retrained = base + rng.normal(0, 0.5, (n, pool)) + 3.0 * (in_half & ~in_forget)
+    unlearned = retrained + shift * in_forget
+    return unlearned, retrained, in_forget, in_half
+
+
+def test_ulira_attack_detects_a_leak_and_not_a_perfect_unlearner():
+    leaky = ulira_attack(*_synthetic(shift=1.5))
+    assert leaky.accuracy > 80 and leaky.auc > 85
+    perfect = ulira_attack(*_synthetic(shift=0.0))
+    assert perfect.accuracy == pytest.approx(50.0) and perfect.auc == pytest.approx(50.0)
+    assert set(leaky.examples.columns) >= {"shadow", "example", "label", "score", "n_in", "n_out"}
+
+
+def test_ulira_shuffled_membership_labels_give_chance():
+    signals = _synthetic(shift=1.5)
+    shuffled = [ulira_attack(*signals, shuffle_seed=s) for s in range(3)]
+    assert abs(np.mean([r.accuracy for r in shuffled]) - 50) < 6
+    assert abs(np.mean([r.auc for r in shuffled]) - 50) < 8
+
+
+def test_logit_confidence_matches_the_definition():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 30.0, 0.0]])
+    labels = torch.tensor([0, 2])
+    p = torch.softmax(logits.double(), 1)
+    expected = torch.log(p[[0, 1], labels]) - torch.log(1 - p[[0, 1], labels])
+    assert torch.allclose(logit_confidence(logits, labels).double(), expected, atol=1e-5)
+
+
+def test_ulira_oracle_is_chance_and_original_is_detected_on_digits_class(digits_suite, session_cache):
+    ctx = _context(digits_suite, session_cache, "class-3")
+    oracle = _evaluate(ctx, "ulira", "retrain", ctx.oracle.model)
+    assert oracle["ulira_acc"] == pytest.approx(50.0, abs=2) and oracle["ulira_auc"] == pytest.approx(50.0, abs=2)
+    assert oracle["ulira_n_shadows"] == 4
+    original = _evaluate(ctx, "ulira", "original", ctx.original.model)
+    assert original["ulira_acc"] > 90  # a model that still knows class 3 vs models that never saw it
+
+
+def test_ulira_shuffle_control_on_real_shadow_signals(digits_suite, session_cache):
+    ctx = _context(digits_suite, session_cache, "class-3")
+    ectx = ctx.eval_context(get_method("original"), {})
+    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, CPU, memo=ctx.memo)
+    phi_u, _ = unlearned_shadow_signals(ectx, bank)
+    phi_r = bank_signals(ectx, bank, "retrained")
+    assert ulira_attack(phi_u, phi_r, bank.in_forget, bank.in_half).accuracy > 90
+    shuffled = ulira_attack(phi_u, phi_r, bank.in_forget, bank.in_half, shuffle_seed=1)
+    assert abs(shuffled.accuracy - 50) < 10
+
+
+@pytest.fixture(scope="module")
+def fmnist_cache(tmp_path_factory):
+    from harness.cache import ArtifactCache
+
+    return ArtifactCache(tmp_path_factory.mktemp("fmnist-cache"))
+
+
+@pytest.mark.slow
+def test_ulira_detects_the_original_on_fmnist_random(fmnist_cache):
+    """Digits barely memorise random samples; on fmnist-quick the original must be clearly detected."""
+    suite = load_suite("fmnist-quick")
+    ctx = _context(suite, fmnist_cache, "random-10")
+    oracle = _evaluate(ctx, "ulira", "retrain", ctx.oracle.model)
+    original = _evaluate(ctx, "ulira", "original", ctx.original.model)
+    assert oracle["ulira_acc"] == pytest.approx(50.0, abs=2)
+    assert original["ulira_acc"] > 60 and original["ulira_auc"] > 65
+
+
+# ------------------------------------------------------------------------------------------------ MIA-NN
+def _mia_nn_pair(suite, cache, scenario: str, variant: str) -> tuple[dict, dict]:
+    suite = dataclasses.replace(suite, evaluate={**suite.evaluate, "mia_nn": {"variant": variant}})
+    ctx = _context(suite, cache, scenario)
+    return (_evaluate(ctx, "mia_nn", "original", ctx.original.model),
+            _evaluate(ctx, "mia_nn", "retrain", ctx.oracle.model))
+
+
+def test_mia_nn_discriminator_separates_original_from_retrained_on_digits(digits_suite, session_cache):
+    original, oracle = _mia_nn_pair(digits_suite, session_cache, "class-3", "discriminate")
+    assert original["mia_nn"] > 80 and abs(oracle["mia_nn"] - 50) < 20, (original, oracle)
+    assert oracle["mia_nn_neighbour"] != 3 and oracle["mia_nn_n_retrained"] == 4
+
+
+@pytest.mark.slow
+def test_mia_nn_member_rate_separates_original_from_retrained_on_fmnist(fmnist_cache):
+    """On digits the neighbour class's members and non-members look alike (rate 100 for both models)."""
+    original, oracle = _mia_nn_pair(load_suite("fmnist-quick"), fmnist_cache, "class-0", "member-rate")
+    assert oracle["mia_nn"] - original["mia_nn"] > 30, (original, oracle)
+
+
+def test_mia_nn_only_applies_to_class_scenarios():
+    assert get_evaluator("mia_nn").scenarios == ("class",)
+
+
+# ------------------------------------------------------------------------------------------- SalUn MIA
+def test_salun_mia_matches_sklearn_on_a_hand_made_case():
+    rng = np.random.default_rng(0)
+    members = np.clip(rng.normal(0.95, 0.03, 200), 0, 1)
+    nonmembers = np.clip(rng.normal(0.6, 0.2, 200), 0, 1)
+    target = np.array([0.99, 0.97, 0.2, 0.3, 0.5])
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[members, nonmembers].reshape(-1, 1),
+                                                    np.r_[np.ones(200), np.zeros(200)])
+    expected = 100 * (clf.predict(target.reshape(-1, 1)) == 0).mean()
+    assert mia_efficacy(members, nonmembers, target) == pytest.approx(expected)
+    assert mia_efficacy(members, nonmembers, target) == pytest.approx(60.0)  # the 3 low-confidence targets
+
+
+def test_salun_mia_flags_avg_gap_and_oracle_gap_zero(digits_random):
+    info = {m.name: m for m in get_evaluator("salun_mia").metrics}
+    assert info["salun_mia"].in_avg_gap
+
+
+# --------------------------------------------------------------------------------------------- KL / TV
+def test_kl_tv_zero_for_identical_models_positive_otherwise(digits_random):
+    x = digits_random.data.train_x[digits_random.split.forget]
+    kl, tv = kl_tv(digits_random.original, digits_random.original, x)
+    assert kl == pytest.approx(0.0, abs=1e-9) and tv == pytest.approx(0.0, abs=1e-9)
+    kl, tv = kl_tv(digits_random.original, digits_random.oracle, x)
+    assert kl > 0 and 0 < tv <= 1
+
+
+# ------------------------------------------------------------------------------------------------ RMIA
+def test_rmia_sorted_scores_equal_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    target, prior = rng.random(300) + 0.01, rng.random(300) + 0.01
+    r = target / prior
+    brute = np.array([(np.delete(r, i) < r[i] / 2.0).mean() for i in range(len(r))])
+    assert np.allclose(rmia_scores(target, prior, 2.0), brute)
+
+
+# ----------------------------------------------------------------------------------- through the runner
+@pytest.mark.slow
+def test_runner_writes_privacy_metrics_gaps_and_example_tables(run_dirs):
+    suite = load_suite("digits-smoke")
+    options = RunOptions(methods=["original", "retrain", "finetune"], seeds=[0], results_root=run_dirs[0],
+                         cache_dir=run_dirs[1], device="cpu", progress=False)
+    summary = run_suite(suite, options)
+    assert summary.failed == 0
+    frame = read_results(run_dirs[0], "digits-smoke")
+    oracle = frame[frame["method"] == "retrain"]
+    for column in ["salun_mia", "kl_forget", "rmia_ft_auc", "ulira_acc"]:
+        assert frame[column].notna().all(), column
+        assert (oracle[f"gap_{column}"] == 0).all(), column
+    assert (oracle["avg_gap"] == 0).all()
+    cls = frame[frame["scenario"] == "class-3"]
+    assert cls["mia_nn"].notna().all() and frame.loc[frame["scenario"] == "random-10", "mia_nn"].isna().all()
+    original = cls[cls["method"] == "original"].iloc[0]
+    assert original["gap_ulira_acc"] > 40 and original["gap_tv_forget"] > 0.5
+    # avg_gap = mean of the four AMUN terms (forget, retain, test accuracy and SalUn MIA)
+    row = frame[frame["method"] == "finetune"].iloc[0]
+    terms = [row[f"gap_{m}"] for m in ["forget_acc", "retain_acc", "test_acc", "salun_mia"]]
+    assert row["avg_gap"] == pytest.approx(np.mean(terms))
+    examples = sorted((run_dirs[0] / "digits-smoke" / "examples").glob("ulira-*.parquet"))
+    assert len(examples) == 6  # 3 methods x 2 scenarios
+    table = pd.read_parquet(examples[0])
+    assert set(table["label"]) == {0, 1} and table["score"].notna().all()

@@ -1,0 +1,150 @@
+"""Executors: a process pool writes the same rows as the in-process loop; the graph and the cache check."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from harness.executors import (
+    ExecutorError,
+    LocalExecutor,
+    check_cache_visible,
+    job_env,
+    run_graph,
+    uses_executor,
+)
+from harness.jobs import Job, JobResult, build_graph
+from harness.results import read_results
+from harness.runner import RunOptions, plan_runs, run_suite, select_methods
+from harness.suite import load_suite
+
+# Columns that measure time or when a row was written: they differ between any two runs.
+VOLATILE = {"created_at", "row_hash", "wall_time_s", "time_ratio", "oracle_train_s", "tampered"}
+
+
+def _volatile(column: str) -> bool:
+    return column in VOLATILE or column.endswith(("_seconds", "_time_s"))
+
+
+def _rows(results: Path, suite: str) -> pd.DataFrame:
+    frame = read_results(results, suite)
+    return frame.sort_values("run_id").reset_index(drop=True)
+
+
+def _assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a["run_id"]) == list(b["run_id"])
+    assert set(a.columns) == set(b.columns)
+    for column in sorted(c for c in a.columns if not _volatile(c)):
+        for x, y in zip(a[column], b[column]):
+            same = (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)) or x == y
+            assert same, f"column {column}: {x!r} != {y!r}"  # exact: metrics equal to the last digit
+
+
+def _options(tmp: Path, name: str, **kw) -> RunOptions:
+    return RunOptions(methods=["finetune", "retrain"], seeds=[0], results_root=tmp / name / "results",
+                      cache_dir=tmp / name / "cache", device="cpu", progress=False, **kw)
+
+
+def small_suite():
+    """digits-smoke with cheap evaluators; rmia (2 shadow originals) keeps a ``shadows`` job in the graph."""
+    suite = load_suite("digits-smoke")
+    return dataclasses.replace(suite, evaluate={"evaluators": ["accuracy", "salun_mia", "rmia"],
+                                                "shadow_models": 2})
+
+
+@pytest.mark.slow
+def test_process_pool_writes_the_rows_of_the_sequential_loop(tmp_path):
+    suite = small_suite()
+    local = run_suite(suite, _options(tmp_path, "local"))
+    pool = run_suite(suite, _options(tmp_path, "pool", jobs=2))
+    assert pool.executor == "pool" and local.written == pool.written == 4 and pool.failed == 0
+    assert [r["run_id"] for r in pool.rows] == [r["run_id"] for r in local.rows]  # plan order, not finish order
+    assert pool.cache_misses == local.cache_misses == 5  # original, 2 oracles, 2 shadows: each trained once
+    assert set(pool.stage_seconds) == {"original", "oracle", "shadows", "runs", "wall"}
+    a, b = _rows(tmp_path / "local" / "results", suite.name), _rows(tmp_path / "pool" / "results", suite.name)
+    assert (a["status"] == "ok").all() and not a["tampered"].any() and not b["tampered"].any()
+    _assert_same_rows(a, b)
+    again = run_suite(suite, _options(tmp_path, "pool", jobs=2))  # everything stored: nothing submitted
+    assert again.written == 0 and again.skipped == 4
+
+
+def test_graph_dependencies_and_order():
+    suite = load_suite("digits-smoke")
+    options = RunOptions(methods=["finetune"], seeds=[0, 1])
+    plan = plan_runs(suite, options, select_methods(suite, options.methods))
+    jobs = build_graph(plan, suite=suite)
+    ids = [j.id for j in jobs]
+    assert ids[:2] == ["original/0", "original/1"] and len(ids) == 2 + 4 + 2 + 4  # + one shadow job a scenario
+    assert "shadows/class-3" in next(j for j in jobs if j.id == "runs/class-3/0").deps
+    seen: set[str] = set()
+    for job in jobs:  # topological: every dependency comes earlier
+        assert set(job.deps) <= seen, job.id
+        seen.add(job.id)
+    runs = [j for j in jobs if j.kind == "runs"]
+    assert sorted(r.run_id for j in runs for r in j.runs) == sorted(r.run_id for r in plan)
+
+
+def test_run_graph_waits_for_dependencies_and_reports_failures(tmp_path):
+    order: list[str] = []
+
+    class Recorder(LocalExecutor):
+        def submit(self, job: Job) -> Job:
+            order.append(job.id)
+            if job.id == "boom":
+                self._done.append((job, RuntimeError("no")))
+            else:
+                self._done.append((job, JobResult(job.id, job.kind)))
+            return job
+
+    env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path)
+    jobs = [Job("b", "runs", 0, deps=("a",)), Job("a", "original", 0), Job("c", "runs", 0, deps=("a", "b"))]
+    run_graph(Recorder(env), jobs, lambda job, result: None)
+    assert order == ["a", "b", "c"]
+    with pytest.raises(RuntimeError, match="job boom failed"):
+        run_graph(Recorder(env), [Job("boom", "original", 0), Job("d", "runs", 0, deps=("boom",))],
+                  lambda job, result: None)
+
+
+def test_cache_check_names_the_folder_when_a_worker_cannot_see_it(tmp_path):
+    env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path / "cache")
+    check_cache_visible(LocalExecutor(env), env.cache_dir)  # the same folder: fine, and no probe files left
+    assert list((tmp_path / "cache" / ".executor-probe").iterdir()) == []
+
+    class ElsewhereWorker(LocalExecutor):  # a worker on a node where this path is a different, empty folder
+        def check_cache(self, token_name: str, token: str):
+            from harness.jobs import probe_cache
+
+            return [probe_cache(str(tmp_path / "other-node"), token_name, token)]
+
+    with pytest.raises(ExecutorError, match="shared storage") as info:
+        check_cache_visible(ElsewhereWorker(env), env.cache_dir)
+    assert env.cache_dir in str(info.value)
+
+
+def test_options_select_the_executor():
+    assert not uses_executor(RunOptions())
+    assert uses_executor(RunOptions(jobs=2)) and uses_executor(RunOptions(executor="ray"))
+
+
+def test_cli_flags_reach_run_options(monkeypatch, tmp_path):
+    from harness import cli
+
+    seen = {}
+    monkeypatch.setattr("harness.runner.run_suite", lambda suite, options: seen.setdefault("o", options) and
+                        type("S", (), {"written": 0, "failed": 0, "skipped": 0})())
+    cli.main(["run", "--suite", "digits-smoke", "--jobs", "3", "--executor", "ray", "--ray-address", "auto",
+              "--results", str(tmp_path)])
+    options = seen["o"]
+    assert (options.jobs, options.executor, options.ray_address) == (3, "ray", "auto")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "--jobs", "0"])
+
+
+def test_workers_pin_the_drivers_thread_count(tmp_path):
+    env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path)
+    assert env.threads == torch.get_num_threads() and Path(env.cache_dir).is_absolute()

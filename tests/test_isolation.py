@@ -1,0 +1,261 @@
+"""Isolated method runs: what a worker can see, what it can send back, and what isolation costs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.execution import call_method, task_from_data
+from harness.integrity import oracle_copy_reason, state_hash
+from harness.isolation import Isolation, IsolationLimits, MethodFault
+from harness.plugins import load_plugin_file
+from harness.registry import get_method
+from harness.runner import RunOptions, run_suite
+from harness.splits import hash_indices
+from harness.task import TensorData
+
+
+def _plugin(tmp_path: Path, body: str, **names: str) -> tuple[str, Path]:
+    """Write a plugin whose method name is unique in this session; returns (name, path)."""
+    name = f"iso-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"plugin_{name.replace('-', '_')}.py"
+    path.write_text(textwrap.dedent(body).replace("METHOD", name))
+    load_plugin_file(path)
+    return name, path
+
+
+def _data(world):
+    split = world.split
+    return (TensorData(world.data.train_x[split.forget], world.data.train_y[split.forget]),
+            TensorData(world.data.train_x[split.retain], world.data.train_y[split.retain]))
+
+
+def _run(iso: Isolation, world, name: str, hparams: dict | None = None, cache=None, original_key=None):
+    spec = get_method(name)
+    forget, retain = _data(world)
+    hp = {**spec.hparams, **(hparams or {})}
+    return iso.run(spec, hp, world.original, world.suite.model, forget, retain, world.data.num_classes,
+                   world.split.scenario.kind, world.split.scenario.forget_class, torch.device("cpu"), 0,
+                   cache=cache, original_key=original_key, forget_hash=hash_indices(world.split.forget))
+
+
+PROBE = '''
+import gc, hashlib, json, os
+import torch
+from harness import register_method
+
+@register_method("METHOD", needs_retain=True)
+def probe(task, *, out: str = "", needle: str = ""):
+    """Look everywhere in this process for the oracle, the test images and the cache location."""
+    from harness.integrity import state_hash
+    modules, tensors, strings = [], [], 0
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.nn.Module):
+            modules.append(state_hash(obj))
+        elif isinstance(obj, torch.Tensor) and obj.dim() == 4:
+            tensors.append(hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
+        elif isinstance(obj, (dict, list, tuple)):
+            values = obj.values() if isinstance(obj, dict) else obj
+            strings += sum(1 for v in values if isinstance(v, str) and needle and needle in v)
+    referrers = [type(r).__name__ for r in gc.get_referrers(task)]
+    env = [k for k, v in os.environ.items() if k.startswith("UNLEARN_BENCH") or (needle and needle in v)]
+    with open(out, "w") as handle:
+        json.dump({"modules": modules, "tensors": tensors, "strings": strings, "env": env,
+                   "referrers": referrers, "task_fields": sorted(vars(task))}, handle)
+    return task.model
+'''
+
+
+def _tensor_hash(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def test_worker_finds_no_oracle_test_data_or_cache_path(tmp_path, digits_random, monkeypatch):
+    """Walk every object in the worker: no oracle, no test images, no cache path; in-process would leak."""
+    world = digits_random
+    monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(world.cache.root))
+    name, _ = _plugin(tmp_path, PROBE)
+    oracle_hash, test_hash = state_hash(world.oracle), _tensor_hash(world.data.test_x)
+    found = {}
+    for isolate in (True, False):
+        out = tmp_path / f"probe-{isolate}.json"
+        options = RunOptions(methods=[name], seeds=[0], scenarios=["random-10"], results_root=tmp_path / f"r{isolate}",
+                             cache_dir=world.cache.root, isolate=isolate, progress=False,
+                             overrides={name: {"out": str(out), "needle": str(world.cache.root)}})
+        summary = run_suite(world.suite, options)
+        assert [r["status"] for r in summary.rows] == ["ok"], summary.rows
+        found[isolate] = json.loads(out.read_text())
+    inside = found[True]
+    assert oracle_hash not in inside["modules"]
+    assert test_hash not in inside["tensors"]
+    assert inside["strings"] == 0 and inside["env"] == []
+    assert inside["task_fields"] == sorted(["model", "forget", "retain", "num_classes", "scenario_kind", "device",
+                                            "generator", "forget_class", "augment", "progress", "_fresh_model",
+                                            "_memoize"])
+    # The same probe run in-process does find them: the test can see a leak when there is one.
+    assert oracle_hash in found[False]["modules"]
+    assert test_hash in found[False]["tensors"]
+
+
+def test_cached_artifacts_go_through_the_parent(tmp_path, digits_random):
+    world = digits_random
+    marker = tmp_path / "computed"
+    name, _ = _plugin(tmp_path, f'''
+        import torch
+        from harness import register_method
+
+        @register_method("METHOD", needs_retain=False)
+        def cacher(task):
+            def compute():
+                with open({str(marker)!r}, "a") as handle:
+                    handle.write("x")
+                return {{"adv": task.forget.x[:5] * 2, "eps": torch.tensor(0.1)}}
+            art = task.cached("advset", {{"eps": 0.1}}, compute)
+            assert torch.equal(art["adv"], task.forget.x[:5] * 2)
+            return task.model
+    ''')
+    from harness.cache import ArtifactCache
+
+    cache = ArtifactCache(tmp_path / "cache")
+    with Isolation(IsolationLimits(timeout_s=120, memory_mb=2048)) as iso:
+        for _ in range(2):
+            _run(iso, world, name, cache=cache, original_key="orig-key")
+    assert marker.read_text() == "x"  # computed once, then served by the parent from the cache
+    assert len(list((tmp_path / "cache" / "derived-advset").glob("*.pt"))) == 1
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+@pytest.mark.parametrize("body, status, text", [
+    ('return task.cached("../oracle", {}, lambda: torch.zeros(1))', "failed", "task.cached: name must match"),
+    ('return task.cached("obj", {}, lambda: type("X", (), {})())', "failed", "not tensors or plain containers"),
+    ('return torch.nn.Linear(3, 2)', "invalid", "forward pass fails"),
+    ('return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(task.forget.x[0].numel(), task.num_classes))',
+     "invalid", "is not a mlp of the original's shape"),
+    ('return "a string"', "invalid", "returned str, expected a torch.nn.Module"),
+])
+def test_bad_outputs_and_cache_requests_are_refused(tmp_path, digits_random, body, status, text):
+    name, _ = _plugin(tmp_path, f'''
+        import torch
+        from harness import register_method
+
+        @register_method("METHOD", needs_retain=False)
+        def bad(task):
+            {body}
+    ''')
+    from harness.cache import ArtifactCache
+
+    with Isolation(IsolationLimits(timeout_s=60, memory_mb=2048)) as iso, pytest.raises(MethodFault) as info:
+        _run(iso, world := digits_random, name, cache=ArtifactCache(tmp_path / "c"), original_key="k")
+    assert info.value.status == status and text in str(info.value)
+    del world
+
+
+def test_a_hostile_pickle_never_executes_in_the_parent(tmp_path, digits_random):
+    """The method finds the worker's pipe and sends a pickle that would run a command when loaded."""
+    marker = tmp_path / "pwned"
+    name, _ = _plugin(tmp_path, f'''
+        import gc, json, os, pickle, time
+        from multiprocessing.connection import Connection
+        from harness import register_method
+
+        class Boom:
+            def __reduce__(self):
+                return (os.system, ("touch {marker}",))
+
+        @register_method("METHOD", needs_retain=False)
+        def evil(task):
+            conn = next(o for o in gc.get_objects() if isinstance(o, Connection))
+            conn.send_bytes(json.dumps({{"op": "result", "status": "ok", "blob": True}}).encode())
+            conn.send_bytes(pickle.dumps({{"0.weight": Boom()}}))
+            time.sleep(30)
+    ''')
+    with Isolation(IsolationLimits(timeout_s=60, memory_mb=2048)) as iso, pytest.raises(MethodFault) as info:
+        _run(iso, digits_random, name)
+    assert info.value.status == "invalid" and "cannot be read safely" in str(info.value)
+    assert not marker.exists()
+
+
+def test_oracle_copies_are_detected(digits_random):
+    world = digits_random
+    copy = __import__("copy").deepcopy(world.oracle)
+    assert "identical to the oracle" in oracle_copy_reason(copy, world.oracle, world.original)
+    with torch.no_grad():
+        for p in copy.parameters():
+            p.add_(1e-6 * torch.randn_like(p))
+    assert "near copy" in oracle_copy_reason(copy, world.oracle, world.original)
+    assert oracle_copy_reason(world.original, world.oracle, world.original) is None
+
+
+def test_a_plugin_that_returns_the_cached_oracle_gets_an_invalid_row(tmp_path, digits_random):
+    """A hostile plugin reads the oracle file from the cache folder (it is on disk) and returns it."""
+    world = digits_random
+    from harness.artifacts import model_key
+
+    oracle_file = world.cache.paths("oracle", model_key(world.suite, world.data, "oracle", world.split.retain,
+                                                        world.split.seed))[0]
+    name, _ = _plugin(tmp_path, f'''
+        import torch
+        from harness import register_method
+
+        @register_method("METHOD", needs_retain=False)
+        def thief(task, *, noise: float = 0.0):
+            state = torch.load({str(oracle_file)!r}, weights_only=False)["state"]
+            task.model.load_state_dict(state)
+            with torch.no_grad():
+                for p in task.model.parameters():
+                    p.add_(noise * torch.randn_like(p))
+            return task.model
+    ''')
+    for noise, reason in ((0.0, "identical to the oracle"), (1e-6, "near copy")):
+        options = RunOptions(methods=[name], seeds=[0], scenarios=["random-10"], cache_dir=world.cache.root,
+                             results_root=tmp_path / f"r{noise}", isolate=True, progress=False,
+                             overrides={name: {"noise": noise}})
+        row = run_suite(world.suite, options).rows[0]
+        assert row["status"] == "invalid" and reason in row["error"], row["error"]
+
+
+@pytest.mark.slow
+def test_isolation_overhead_per_run(tmp_path, digits_random, capsys):
+    """Per-run cost of a worker round trip (reused worker) and of a fresh worker, against in-process."""
+    world = digits_random
+    name, _ = _plugin(tmp_path, '''
+        from harness import register_method
+
+        @register_method("METHOD", needs_retain=True)
+        def noop(task):
+            return task.model
+    ''')
+    spec = get_method(name)
+    forget, retain = _data(world)
+    n = 15
+
+    def inproc() -> None:
+        task = task_from_data(spec, __import__("copy").deepcopy(world.original), forget, retain,
+                              world.data.num_classes, "random", None, torch.device("cpu"), 0)
+        call_method(spec, task, {})
+
+    def timed(fn) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    with Isolation(IsolationLimits(timeout_s=120, memory_mb=2048)) as iso:
+        iso.start()
+        fresh = [timed(lambda: _run(iso, world, name)) if iso.close() is None else 0.0 for _ in range(5)]
+        reused = [timed(lambda: _run(iso, world, name)) for _ in range(n)]
+    local = [timed(inproc) for _ in range(n)]
+    med = {k: statistics.median(v) for k, v in (("fresh", fresh), ("reused", reused), ("inproc", local))}
+    with capsys.disabled():
+        print(f"\nisolation overhead (noop method, digits): in-process {med['inproc'] * 1e3:.1f} ms, "
+              f"reused worker {med['reused'] * 1e3:.1f} ms, fresh worker {med['fresh'] * 1e3:.1f} ms per run")
+    # Loose on purpose (shared CI machines): a process start per run with 'spawn' would cost seconds.
+    assert med["reused"] - med["inproc"] < 1.0
+    assert med["fresh"] < 5.0

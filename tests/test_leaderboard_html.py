@@ -1,0 +1,124 @@
+"""The HTML leaderboard: self-contained structure, and (in a real headless chromium) one row per method,
+sorting by clicking a header, the plots, and a screenshot under ``test-artifacts/``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_leaderboard_stats import SUITE, build_digits_results
+
+from harness.results import row_hash
+from leaderboard.render import build_boards, render_leaderboards
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="session")
+def digits_site(tmp_path_factory, session_cache) -> tuple[Path, list, Path]:
+    """(site folder, boards, results folder): the digits-smoke results shared with the statistics tests."""
+    results = build_digits_results(tmp_path_factory.getbasetemp(), session_cache.root)
+    out = tmp_path_factory.mktemp("site")
+    render_leaderboards(results, out, SUITE)
+    return out, build_boards(results, SUITE), results
+
+
+def test_page_is_self_contained(digits_site):
+    out, _, _ = digits_site
+    page = (out / "index.html").read_text()
+    # Nothing fetched: no external scripts, styles, images or fonts (the SVG namespace is not a request).
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and "url(" not in page
+    assert page.count('class="plot plot-bars"') == 2 and page.count('class="plot plot-heatmap"') == 2
+    assert page.count('class="plot plot-scatter"') == 2
+    assert "seeds</b> 0, 1" in page and "git sha" in page and "hardware" in page
+
+
+def test_reconstructed_metrics_are_marked(digits_site, tmp_path):
+    _, _, stored = digits_site
+    results = tmp_path / "results"
+    shutil.copytree(stored, results)
+    for path in (results / SUITE).glob("*.parquet"):
+        row = pq.read_table(path).to_pylist()[0]
+        if row.get("metric_meta"):
+            meta = json.loads(row["metric_meta"])
+            meta["test_acc"]["reconstructed"] = True  # as an evaluator with a reconstructed definition declares
+            row["metric_meta"] = json.dumps(meta, sort_keys=True)
+            row["row_hash"] = row_hash(row)
+            pq.write_table(pa.Table.from_pylist([row]), path)
+    site = tmp_path / "site"
+    text = render_leaderboards(results, site, SUITE)
+    assert "| test_acc† |" in text and "reconstructed metric definition" in text
+    assert "test_acc†" in (site / "index.html").read_text()
+
+
+@pytest.mark.browser
+def test_page_in_headless_chromium(digits_site):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs chromium and chromedriver on PATH (Debian: apt install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    out, boards, _ = digits_site
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get((out / "index.html").as_uri())
+        assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+        board = boards[0]
+        sections = driver.find_elements(By.CSS_SELECTOR, "section.scenario")
+        assert len(sections) == len(board.scenarios)
+        for section, scenario in zip(sections, board.scenarios):
+            rows = section.find_elements(By.CSS_SELECTOR, "table.board tbody tr")
+            names = [r.find_element(By.CSS_SELECTOR, "td.method .name").text for r in rows]
+            assert len(rows) == len(scenario.table)  # one row per method configuration
+            assert names[0] == "retrain (oracle)"
+            assert not any(n.startswith("plugin:") for n in names)  # the plugin loaded cleanly
+            for kind in ("plot-bars", "plot-scatter", "plot-heatmap"):
+                plot = section.find_element(By.CSS_SELECTOR, f"svg.{kind}")
+                assert plot.size["width"] > 100 and plot.size["height"] > 50
+            assert len(section.find_elements(By.CSS_SELECTOR, "svg.plot-bars rect.bar")) >= 3
+
+        section = sections[0]
+        headers = section.find_elements(By.CSS_SELECTOR, "table.board thead th")
+        column = next(i for i, h in enumerate(headers) if h.text.strip().startswith("avg_gap"))
+
+        def entry_order() -> tuple[list[str], list[str]]:
+            rows = section.find_elements(By.CSS_SELECTOR, "tbody.entries tr")
+            return ([r.find_element(By.CSS_SELECTOR, "td.method .name").text for r in rows],
+                    [r.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-v") for r in rows])
+
+        before, _ = entry_order()
+        headers[column].click()
+        ascending, values_up = entry_order()
+        headers[column].click()
+        descending, values_down = entry_order()
+        numbers_up = [float(v) for v in values_up if v]
+        numbers_down = [float(v) for v in values_down if v]
+        assert numbers_up == sorted(numbers_up) and numbers_down == sorted(numbers_down, reverse=True)
+        assert ascending != descending  # clicking a header changes the order
+        assert values_up[-1] == "" and values_down[-1] == ""  # the failed method (no value) stays at the bottom
+        assert headers[column].get_attribute("aria-sort") == "descending"
+        assert sorted(before) == sorted(ascending)  # sorting moves rows, never loses them
+        refs = section.find_elements(By.CSS_SELECTOR, "tbody.refs tr")
+        assert refs[0].find_element(By.CSS_SELECTOR, "td.method .name").text == "retrain (oracle)"
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(1300, min(int(height) + 40, 6000))
+        shot = ARTIFACTS / "leaderboard-digits-smoke.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.quit()
