@@ -341,6 +341,8 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
             summary.rows.append(row)
     pending = [r for r in plan if options.force or not store.exists(r.run_id) or _should_retry(store, r, options)]
     summary.skipped = len(plan) - len(pending)
+    # Grouped by (scenario, seed) so each split's original, oracle and oracle metrics are built once.
+    pending.sort(key=lambda r: (r.scenario, r.seed))
     progress = _progress_bar(len(pending), options.progress)
     if uses_executor(options):  # process pool / Ray: same runs as the loop below; rows written here
         run_with_executor(suite, options, data, store, cache, pending, summary, progress, on_row)
