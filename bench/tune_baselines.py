@@ -135,6 +135,19 @@ def merge(existing: str, block: str, tuned: list[str]) -> str:
     return block + ("\n" + other + "\n" if other else "")
 
 
+def validation_setup(args: argparse.Namespace) -> tuple[Suite, list[int], list[str], list[str], Suite, SuiteData]:
+    """Shared by the tuning scripts: the suite, validation seeds (disjoint from the suite's), the methods,
+    the evaluators, the suite copy to tune with (no hparams file), and the held-out validation data."""
+    suite = load_suite(args.suite)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if set(seeds) & set(suite.seeds):
+        raise SystemExit(f"validation seeds {seeds} overlap the suite's seeds {list(suite.seeds)}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    metrics = evaluators()
+    tune_suite = dataclasses.replace(suite, evaluate={"evaluators": metrics}, hparams={}, seeds=tuple(seeds))
+    return suite, seeds, methods, metrics, tune_suite, validation_data(suite, args.holdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="fmnist-quick")
@@ -147,17 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the block, write nothing")
     args = parser.parse_args(argv)
 
-    suite = load_suite(args.suite)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if set(seeds) & set(suite.seeds):
-        raise SystemExit(f"validation seeds {seeds} overlap the suite's seeds {list(suite.seeds)}")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    suite, seeds, methods, metrics, tune_suite, data = validation_setup(args)
     unknown = [m for m in methods if m not in GRIDS]
     if unknown:
         raise SystemExit(f"no grid for {unknown}; known: {', '.join(GRIDS)}")
-    metrics = evaluators()
-    tune_suite = dataclasses.replace(suite, evaluate={"evaluators": metrics}, hparams={}, seeds=tuple(seeds))
-    data = validation_data(suite, args.holdout)
     start = time.perf_counter()
     report = search(tune_suite, data, methods, seeds, ArtifactCache(args.cache_dir), resolve_device(args.device))
     print(f"search took {time.perf_counter() - start:.0f}s")

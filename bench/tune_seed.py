@@ -16,7 +16,6 @@ samples of a validation original from a tiny radius and take the smallest radius
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import re
 import sys
@@ -28,12 +27,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.tune_baselines import evaluators, validation_data
+from bench.tune_baselines import validation_setup
 from harness.cache import ArtifactCache
 from harness.hparams import config_hash, resolve_hparams
 from harness.registry import all_methods
 from harness.runner import RunSpec, SeedContext, execute_run, run_id_for
-from harness.suite import SUITES_DIR, Suite, load_suite
+from harness.suite import SUITES_DIR, Suite
 from harness.train import resolve_device
 from methods.adversarial import adversarial_set
 
@@ -129,14 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
 
-    suite = load_suite(args.suite)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if set(seeds) & set(suite.seeds):
-        raise SystemExit(f"validation seeds {seeds} overlap the suite's seeds {list(suite.seeds)}")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    metrics = evaluators()
-    tune_suite = dataclasses.replace(suite, evaluate={"evaluators": metrics}, hparams={}, seeds=tuple(seeds))
-    data = validation_data(suite, args.holdout)
+    suite, seeds, methods, metrics, tune_suite, data = validation_setup(args)
     cache, device = ArtifactCache(args.cache_dir), resolve_device(args.device)
     contexts = {(sc, seed): SeedContext(tune_suite, data, sc, seed, cache, device, {})
                 for sc in suite.scenarios for seed in seeds}

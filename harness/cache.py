@@ -26,6 +26,8 @@ import torch
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "UNLEARN_BENCH_CACHE"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +45,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results and pages should read like normal files
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
