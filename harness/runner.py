@@ -248,7 +248,8 @@ def metric_metadata(suite: Suite) -> str:
         evaluator = EVALUATORS.get(name)
         for m in evaluator.metrics if evaluator else ():
             meta[m.name] = {"direction": m.direction, "in_avg_gap": m.in_avg_gap, "unit": m.unit,
-                            "reconstructed": m.reconstructed, "evaluator": name}
+                            "reconstructed": m.reconstructed, "evaluator": name,
+                            "per_method": evaluator.per_method}
     return json.dumps(meta, sort_keys=True)
 
 

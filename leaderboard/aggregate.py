@@ -33,6 +33,7 @@ class Metric:
     reconstructed: bool = False
     unit: str = ""
     evaluator: str = ""
+    per_method: bool = False  # one value per method configuration (shadow-bank attacks), shared by all seeds
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def metric_meta(frame: pd.DataFrame) -> dict[str, Metric]:
             if name not in found and name in frame and info.get("direction") != "info":
                 found[name] = Metric(name, info.get("direction", "match-oracle"), bool(info.get("in_avg_gap")),
                                      bool(info.get("reconstructed")), str(info.get("unit", "")),
-                                     str(info.get("evaluator", "")))
+                                     str(info.get("evaluator", "")), bool(info.get("per_method")))
     # Evaluator by evaluator (as registered), then by name: related metrics stay next to each other.
     return dict(sorted(found.items(), key=lambda kv: (kv[1].evaluator, kv[0])))
 
@@ -142,6 +143,10 @@ def aggregate_scenario(rows: pd.DataFrame, meta: dict[str, Metric], sort: SortKe
         for col in columns:
             s = summarize(good[col].tolist())
             record.update({f"{col}_mean": s.mean, f"{col}_std": s.std, f"{col}_lo": s.lo, f"{col}_hi": s.hi})
+            info = meta.get(col.removeprefix("gap_"))
+            if info is not None and info.per_method:
+                # Every seed repeats the same value: an interval over seeds would claim a precision it lacks.
+                record.update({f"{col}_std": math.nan, f"{col}_lo": math.nan, f"{col}_hi": math.nan})
         records.append(record)
     table = pd.DataFrame.from_records(records)
     best = _rank_and_test(table, ok, sort, alpha)

@@ -12,6 +12,9 @@ from leaderboard.aggregate import Metric, ScenarioBoard
 from leaderboard.stats import ALPHA, WILCOXON_MIN_N
 
 RECONSTRUCTED_MARK = "†"
+SHARED_MARK = "‡"
+SHARED_NOTE = ("‡ scored once per method configuration on the shared shadow bank (the same value for every "
+               "seed): shown without a seed interval; its spread comes from the number of shadow models")
 UNVERIFIED_MARK = "⚠"
 TEST_NAMES = {"t": "paired t", "wilcoxon": "Wilcoxon", "identical": "identical", "none": "too few pairs"}
 
@@ -35,7 +38,8 @@ def split_columns(board: ScenarioBoard, meta: dict[str, Metric]) -> tuple[list[s
 
 def header(col: str, meta: dict[str, Metric]) -> str:
     info = meta.get(col.removeprefix("gap_"))
-    return col + (RECONSTRUCTED_MARK if info is not None and info.reconstructed else "")
+    marks = (RECONSTRUCTED_MARK if info is not None and info.reconstructed else "")
+    return col + marks + (SHARED_MARK if info is not None and info.per_method else "")
 
 
 def number(value: float, digits: int = 2) -> str:

@@ -16,6 +16,7 @@ from harness.provenance import HARNESS_VERSION
 from leaderboard.aggregate import ORACLE, Metric, ScenarioBoard, SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
+    SHARED_NOTE,
     UNVERIFIED_MARK,
     header,
     hparams_text,
@@ -270,6 +271,8 @@ def suite_section(board: SuiteBoard) -> str:
     if reconstructed:
         parts.append(f'<p class="note">{RECONSTRUCTED_MARK} reconstructed metric definition (not the authors\' '
                      f"verified setting): {escape(', '.join(reconstructed))}</p>")
+    if any(m.per_method for m in board.meta.values()):
+        parts.append(f'<p class="note">{escape(SHARED_NOTE)}</p>')
     if board.excluded_unverified:
         parts.append(f'<p class="note warn">{board.excluded_unverified} unverified row(s) excluded '
                      f"(--verified-only).</p>")

@@ -7,6 +7,7 @@ import math
 from leaderboard.aggregate import ScenarioBoard, SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
+    SHARED_NOTE,
     UNVERIFIED_MARK,
     entry_name,
     header,
@@ -75,6 +76,8 @@ def render_markdown(board: SuiteBoard) -> str:
     if reconstructed:
         lines += [f"{RECONSTRUCTED_MARK} reconstructed metric definition (not the authors' verified setting): "
                   + ", ".join(reconstructed), ""]
+    if any(m.per_method for m in board.meta.values()):
+        lines += [SHARED_NOTE, ""]
     if board.excluded_unverified:
         lines += [f"{board.excluded_unverified} unverified row(s) excluded (--verified-only).", ""]
     if board.unreadable:
