@@ -28,24 +28,23 @@ def _int_csv(text: str) -> list[int]:
     return seeds
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"--timeout must be a positive number of seconds, got {text!r}")
-    return value
+def _positive(kind: type, flag: str, what: str):
+    """An argparse type accepting finite numbers > 0 of ``kind``; the error names the flag."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--jobs must be a positive integer, got {text!r}")
-    return value
+_seconds = _positive(float, "--timeout", "number of seconds")
+_positive_int = _positive(int, "--jobs", "integer")
 
 
 def build_parser() -> argparse.ArgumentParser:

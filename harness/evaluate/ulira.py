@@ -92,6 +92,16 @@ def _fit(values: np.ndarray, examples: np.ndarray, n_examples: int, variance: st
     return mean, var
 
 
+def _labelled(pos_mask: np.ndarray, pos_values: np.ndarray, neg_mask: np.ndarray,
+              neg_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(shadow, example, signal, is-positive) for the True cells of two [N, m] masks, positives first."""
+    pos_s, pos_e = np.nonzero(pos_mask)
+    neg_s, neg_e = np.nonzero(neg_mask)
+    values = np.concatenate([pos_values[pos_s, pos_e], neg_values[neg_s, neg_e]]).astype(float)
+    labels = np.concatenate([np.ones(len(pos_s), bool), np.zeros(len(neg_s), bool)])
+    return np.concatenate([pos_s, neg_s]), np.concatenate([pos_e, neg_e]), values, labels
+
+
 def ulira_attack(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, in_forget: np.ndarray,
                  in_half: np.ndarray, out: str = "retrained", variance: str = "global", min_count: int = 3,
                  fpr: float = 0.01, shuffle_seed: int | None = None) -> AttackResult:
@@ -112,12 +122,7 @@ def ulira_attack(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, in_forget
         neg_mask, neg_values = ~half, fu
     else:
         raise ValueError(f"ulira out must be 'retrained' or 'heldout', got {out!r}")
-    in_s, in_e = np.nonzero(forget)
-    out_s, out_e = np.nonzero(out_mask)
-    obs_s = np.concatenate([in_s, out_s])
-    obs_e = np.concatenate([in_e, out_e])
-    obs_v = np.concatenate([fu[in_s, in_e], out_values[out_s, out_e]]).astype(float)
-    obs_l = np.concatenate([np.ones(len(in_s), bool), np.zeros(len(out_s), bool)])
+    obs_s, obs_e, obs_v, obs_l = _labelled(forget, fu, out_mask, out_values)
     if shuffle_seed is not None:
         rng = np.random.default_rng(shuffle_seed)
         grouped = np.lexsort((np.arange(len(obs_e)), obs_e))
@@ -125,12 +130,8 @@ def ulira_attack(phi_unlearned: np.ndarray, phi_retrained: np.ndarray, in_forget
         labels = np.empty_like(obs_l)
         labels[grouped] = obs_l[shuffled]
         obs_l = labels
-    pos_s, pos_e = np.nonzero(forget)
-    neg_s, neg_e = np.nonzero(neg_mask)
-    t_s = np.concatenate([pos_s, neg_s])
-    t_e = np.concatenate([pos_e, neg_e])
-    t_v = np.concatenate([fu[pos_s, pos_e], neg_values[neg_s, neg_e]]).astype(float)
-    t_l = np.concatenate([np.ones(len(pos_s), int), np.zeros(len(neg_s), int)])
+    t_s, t_e, t_v, t_l = _labelled(forget, fu, neg_mask, neg_values)
+    t_l = t_l.astype(int)
     score = np.zeros(len(t_v))
     n_in = np.zeros(len(t_v), int)
     n_out = np.zeros(len(t_v), int)
