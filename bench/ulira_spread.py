@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import baselines  # noqa: F401
 import methods  # noqa: F401
 from harness.cache import ArtifactCache
-from harness.evaluate.ulira import bank_signals, ulira_attack, unlearned_shadow_signals
+from harness.evaluate.ulira import ulira_attack, unlearned_shadow_signals
 from harness.registry import get_method
 from harness.runner import SeedContext
 from harness.shadow import shadow_bank
@@ -57,14 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_method(name)
         ectx = ctx.eval_context(spec, dict(spec.hparams))
         phi_u, _ = unlearned_shadow_signals(ectx, bank)
-        phi_r = bank_signals(ectx, bank, "retrained")
         for n in sizes + [len(bank)]:
             draws = 1 if n >= len(bank) else args.subsets
             accs, aucs = [], []
             for _ in range(draws):
                 chosen = np.sort(rng.choice(pairs, size=n // 2, replace=False))
                 rows = np.concatenate([[2 * p, 2 * p + 1] for p in chosen])
-                res = ulira_attack(phi_u[rows], phi_r[rows], bank.in_forget[rows], bank.in_half[rows])
+                res = ulira_attack(phi_u[rows], bank.in_forget[rows], bank.in_half[rows])
                 accs.append(res.accuracy)
                 aucs.append(res.auc)
             print(f"{name:12s} {n:3d}  {np.mean(accs):8.2f} {np.std(accs):7.2f}  {np.mean(aucs):8.2f} "

@@ -6,6 +6,7 @@ only in the data it never saw. Cache keys hash everything that determines the we
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -13,8 +14,9 @@ import torch
 from torch import nn
 
 from harness.cache import ArtifactCache, cache_key
+from harness.ensemble import train_models
 from harness.models import build_model
-from harness.splits import Split, hash_indices
+from harness.splits import Split, hash_indices, stable_seed
 from harness.suite import Suite, SuiteData
 from harness.train import TRAINER_VERSION, train_model
 
@@ -49,9 +51,51 @@ def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
     return TrainedModel(model.to(device).eval(), key, float(payload["train_seconds"]))
 
 
+def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
+                      positions: list[torch.Tensor], seeds: list[int], device: torch.device,
+                      mode: str = "auto") -> list[TrainedModel]:
+    """Several models of one role, as :func:`train_cached` gives them one by one; the ones not yet cached and
+    with equal-sized training sets train together (:func:`harness.ensemble.train_models`, batched where its
+    measured rule says it pays: on a GPU). Batched weights equal sequential ones to rounding, not bit for bit.
+    """
+    keys = [model_key(suite, data, role, p, s) for p, s in zip(positions, seeds)]
+    missing = [i for i, key in enumerate(keys) if not cache.exists(role, key)]
+    by_size: dict[int, list[int]] = {}
+    for i in missing:
+        by_size.setdefault(len(positions[i]), []).append(i)
+    for group in (g for g in by_size.values() if len(g) > 1):
+        with contextlib.ExitStack() as locks:
+            for i in sorted(group, key=lambda i: keys[i]):  # one lock order: no deadlock with other workers
+                locks.enter_context(cache.lock(role, keys[i]))
+            group = [i for i in group if not cache.exists(role, keys[i])]  # another worker may have finished
+            if len(group) < 2:
+                continue
+            models = [build_model(suite.model, data.input_shape, data.num_classes, seed=seeds[i]) for i in group]
+            start = time.perf_counter()
+            train_models(models, [(data.train_x[positions[i]], data.train_y[positions[i]]) for i in group],
+                         suite.recipe, [seeds[i] for i in group], device, mode)
+            seconds = (time.perf_counter() - start) / len(group)
+            for i, model in zip(group, models):
+                cache.save(role, keys[i], {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                           "train_seconds": seconds},
+                           parts={"suite": suite.name, "role": role, "seed": seeds[i], "batched": True})
+    return [train_cached(suite, data, cache, role, p, s, device) for p, s in zip(positions, seeds)]
+
+
 def get_original(suite: Suite, data: SuiteData, cache: ArtifactCache, seed: int, device: torch.device) -> TrainedModel:
     return train_cached(suite, data, cache, "original", torch.arange(len(data.train_y)), seed, device)
 
 
-def get_oracle(suite: Suite, data: SuiteData, cache: ArtifactCache, split: Split, device: torch.device) -> TrainedModel:
-    return train_cached(suite, data, cache, "oracle", split.retain, split.seed, device)
+def oracle_seed(split: Split, index: int) -> int:
+    """Initialisation seed of oracle ``index``: oracle 0 shares the original's seed (it differs from the original
+    only in the data it never saw); the others are independent retrains of the same retain set."""
+    return split.seed if index == 0 else stable_seed("oracle", index, split.seed) % (2**31)
+
+
+def get_oracle(suite: Suite, data: SuiteData, cache: ArtifactCache, split: Split, device: torch.device,
+               index: int = 0) -> TrainedModel:
+    return train_cached(suite, data, cache, "oracle", split.retain, oracle_seed(split, index), device)
+
+
+def oracle_key(suite: Suite, data: SuiteData, split: Split, index: int = 0) -> str:
+    return model_key(suite, data, "oracle", split.retain, oracle_seed(split, index))

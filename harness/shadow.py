@@ -19,14 +19,17 @@ draws forget sets from the whole half (:func:`harness.splits.sample_forget_withi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from harness.artifacts import TrainedModel, train_cached
+from harness.artifacts import TrainedModel, train_cached, train_cached_many
 from harness.cache import ArtifactCache, cache_key
+from harness.ensemble import choose_mode
+from harness.models import build_model
 from harness.splits import Scenario, hash_indices, sample_forget_within, stable_seed
 from harness.suite import Suite, SuiteData
 from harness.train import predict_logits
@@ -44,17 +47,26 @@ def shadow_count(suite: Suite) -> int:
 
 
 def shadow_halves(train_y: torch.Tensor, n: int) -> list[np.ndarray]:
-    """N training halves: complementary pairs, each split stratified by class; scenario-independent."""
+    """N training halves: complementary pairs, each split stratified by class; scenario-independent.
+
+    A class with an odd count gives its extra example to the smaller half so far (a coin decides ties), so the
+    two halves of a pair differ by at most one example: equal-sized training sets can train batched
+    (:mod:`harness.ensemble`).
+    """
     y = train_y.numpy()
     halves: list[np.ndarray] = []
     for pair in range((n + 1) // 2):
         rng = np.random.default_rng(stable_seed("shadow-half", pair))
         first, second = [], []
+        sizes = [0, 0]
         for cls in np.unique(y):
             members = rng.permutation(np.flatnonzero(y == cls))
-            cut = len(members) // 2 + (rng.random() < 0.5) * (len(members) % 2)
+            coin = rng.random() < 0.5
+            to_first = sizes[0] < sizes[1] or (sizes[0] == sizes[1] and coin)
+            cut = len(members) // 2 + to_first * (len(members) % 2)
             first.append(members[:cut])
             second.append(members[cut:])
+            sizes[0], sizes[1] = sizes[0] + cut, sizes[1] + len(members) - cut
         halves += [np.sort(np.concatenate(first)), np.sort(np.concatenate(second))]
     return halves[:n]
 
@@ -90,17 +102,28 @@ def forget_within(half: np.ndarray, scenario: Scenario, train_y: torch.Tensor, i
 
 @dataclass
 class Shadow:
-    """One shadow: its half, its forget set (per scenario), its original and retrained counterpart."""
+    """One shadow: its half, its forget set (per scenario), its original and retrained counterpart.
+
+    The retrained counterpart is trained (or loaded) on first use: running a method on the shadows needs only
+    the originals, so those jobs do not wait for the retrained models.
+    """
 
     index: int
     half: np.ndarray
     forget: np.ndarray
     original: TrainedModel
-    retrained: TrainedModel
+    _train_retrained: Callable[[], TrainedModel] = field(repr=False)
+    _retrained: TrainedModel | None = field(default=None, repr=False)
 
     @property
     def retain(self) -> np.ndarray:
         return np.setdiff1d(self.half, self.forget, assume_unique=True)
+
+    @property
+    def retrained(self) -> TrainedModel:
+        if self._retrained is None:
+            self._retrained = self._train_retrained()
+        return self._retrained
 
 
 @dataclass
@@ -146,6 +169,62 @@ class ShadowBank:
         return self._logits[key]
 
 
+def shadow_original(suite: Suite, data: SuiteData, cache: ArtifactCache, index: int, device: torch.device
+                    ) -> TrainedModel:
+    """Shadow ``index``'s original (trained on its half)."""
+    half = shadow_halves(data.train_y, shadow_count(suite))[index]
+    return train_cached(suite, data, cache, "shadow-original", torch.as_tensor(half, dtype=torch.long),
+                        shadow_seed(index), device)
+
+
+def shadow_retrained(suite: Suite, data: SuiteData, cache: ArtifactCache, half: np.ndarray, forget: np.ndarray,
+                     index: int, device: torch.device) -> TrainedModel:
+    """Shadow ``index``'s retrained counterpart: trained from scratch on its half minus its forget set."""
+    retain = torch.as_tensor(np.setdiff1d(half, forget, assume_unique=True), dtype=torch.long)
+    return train_cached(suite, data, cache, "shadow-retrained", retain, shadow_seed(index), device)
+
+
+def train_shadow_retrained(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: Scenario, index: int,
+                           device: torch.device) -> TrainedModel:
+    """Shadow ``index``'s retrained counterpart for ``scenario``, without building the rest of the bank."""
+    n = shadow_count(suite)
+    factor = audit_factor_of(suite)
+    half = shadow_halves(data.train_y, n)[index]
+    forget = forget_within(half, scenario, data.train_y, index, audit_set(scenario, data.train_y, len(data.train_y),
+                                                                           factor))
+    return shadow_retrained(suite, data, cache, half, forget, index, device)
+
+
+def train_shadow_batch(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: Scenario | None,
+                       indices: list[int], device: torch.device) -> None:
+    """Train (or load) several shadows at once: their originals (``scenario`` None) or their retrained
+    counterparts for ``scenario``, batched where :func:`shadow_batching` says so."""
+    n = shadow_count(suite)
+    halves = shadow_halves(data.train_y, n)
+    if scenario is None:
+        sets = [halves[i] for i in indices]
+        role = "shadow-original"
+    else:
+        audit = audit_set(scenario, data.train_y, len(data.train_y), audit_factor_of(suite))
+        sets = [np.setdiff1d(halves[i], forget_within(halves[i], scenario, data.train_y, i, audit),
+                             assume_unique=True) for i in indices]
+        role = "shadow-retrained"
+    train_cached_many(suite, data, cache, role, [torch.as_tensor(p, dtype=torch.long) for p in sets],
+                      [shadow_seed(i) for i in indices], device)
+
+
+def shadow_batching(suite: Suite, data: SuiteData, device: torch.device) -> bool:
+    """Whether the bank's models train batched on ``device`` (the measured rule of :mod:`harness.ensemble`)."""
+    halves = shadow_halves(data.train_y, 2)
+    models = [build_model(suite.model, data.input_shape, data.num_classes, seed=shadow_seed(i)) for i in range(2)]
+    datasets = [(data.train_x[h], data.train_y[h]) for h in halves]
+    return choose_mode(models, datasets, suite.recipe, device) == "batched"
+
+
+def audit_factor_of(suite: Suite) -> float:
+    return float(suite.evaluate.get("shadow_audit_factor", DEFAULT_AUDIT_FACTOR))
+
+
 def _bank_key(data: SuiteData, suite: Suite, scenario: Scenario, n: int, factor: float) -> str:
     return cache_key(kind="shadow-bank", dataset=data.fingerprint, model=suite.model, recipe=suite.recipe.as_dict(),
                      scenario=scenario.name, n=n, audit_factor=factor)
@@ -154,7 +233,7 @@ def _bank_key(data: SuiteData, suite: Suite, scenario: Scenario, n: int, factor:
 def shadow_originals(suite: Suite, data: SuiteData, cache: ArtifactCache, n: int, device: torch.device,
                      memo: dict | None = None) -> list[tuple[np.ndarray, TrainedModel]]:
     """The N shadow originals (scenario-independent; RMIA's reference models)."""
-    memo_key = ("shadow-originals", data.fingerprint, suite.model, n)
+    memo_key = ("shadow-originals", data.fingerprint, suite.model, repr(suite.recipe.as_dict()), n)
     if memo is not None and memo_key in memo:
         return memo[memo_key]
     out = []
@@ -170,8 +249,7 @@ def shadow_bank(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: S
                 n: int | None = None, memo: dict | None = None, audit_factor: float | None = None) -> ShadowBank:
     """Build (or load from the cache) the shadow bank of ``scenario``; memoised per process in ``memo``."""
     n = n or shadow_count(suite)
-    factor = float(suite.evaluate.get("shadow_audit_factor", DEFAULT_AUDIT_FACTOR)) if audit_factor is None \
-        else audit_factor
+    factor = audit_factor_of(suite) if audit_factor is None else audit_factor
     key = _bank_key(data, suite, scenario, n, factor)
     if memo is not None and ("shadow-bank", key) in memo:
         return memo[("shadow-bank", key)]
@@ -179,9 +257,9 @@ def shadow_bank(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: S
     shadows = []
     for i, (half, original) in enumerate(shadow_originals(suite, data, cache, n, device, memo)):
         forget = forget_within(half, scenario, data.train_y, i, audit)
-        retain = torch.as_tensor(np.setdiff1d(half, forget, assume_unique=True), dtype=torch.long)
-        retrained = train_cached(suite, data, cache, "shadow-retrained", retain, shadow_seed(i), device)
-        shadows.append(Shadow(i, half, forget, original, retrained))
+        shadows.append(Shadow(i, half, forget, original,
+                              lambda i=i, half=half, forget=forget: shadow_retrained(suite, data, cache, half, forget,
+                                                                                    i, device)))
     key = cache_key(bank=key, members=[hash_indices(torch.as_tensor(s.forget)) for s in shadows])
     bank = ShadowBank(scenario, shadows, len(data.train_y), audit, key)
     if memo is not None:

@@ -7,24 +7,26 @@ Every field is validated before any training starts; errors name the file, the f
 
 from __future__ import annotations
 
+import hashlib
+import tomllib
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import tomllib
+import tomli_w
 import torch
 
 from harness.data import DATASET_LOADERS, load_dataset, stratified_subset
 from harness.models import MODELS
 from harness.registry import did_you_mean
 from harness.splits import Scenario, hash_indices, parse_scenario
-from harness.train import Recipe
+from harness.train import PRECISIONS, SCHEDULES, Recipe
 
 SUITES_DIR = Path(__file__).parent / "suites"
+HPARAMS_MARKER = "# ---- hparams file ----"
 _TOP_KEYS = {"name", "version", "description", "data", "model", "train", "run", "evaluate"}
 _DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root"}
-_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment"}
+_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment", "oracles"}
 _AUGMENTS = ("none", "crop", "crop-flip")
 
 
@@ -66,16 +68,18 @@ class Suite:
     timeout: float = 600.0  # wall-clock seconds per isolated method run
     memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
     unlearn_augment: str = "none"
+    oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
     evaluate: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
+    definition: str = ""  # the suite file's text (and its hparams file's, after HPARAMS_MARKER): stored in rows
+
+    @property
+    def definition_hash(self) -> str:
+        return hashlib.sha256(self.definition.encode()).hexdigest()[:16]
 
     def scenario(self, name: str) -> Scenario:
         return parse_scenario(name)
-
-    @cached_property
-    def data(self) -> SuiteData:
-        return self.load_data()
 
     def load_data(self, root: str | None = None) -> SuiteData:
         arrays = load_dataset(self.dataset, root or self.data_root)
@@ -84,10 +88,6 @@ class Suite:
         fp = f"{arrays.fingerprint}-{hash_indices(tr, te)}"
         return SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
                          arrays.num_classes, fp)
-
-    def evaluator_setting(self, evaluator: str, key: str, default: Any) -> Any:
-        return self.evaluate.get(evaluator, {}).get(key, default) if isinstance(self.evaluate.get(evaluator), dict) \
-            else default
 
     @property
     def evaluators(self) -> tuple[str, ...]:
@@ -135,8 +135,10 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         recipe = Recipe(**train)
     except TypeError as exc:
         raise SuiteError(f"{path} [train]: {exc}") from exc
-    if recipe.schedule not in ("cosine", "step", "constant"):
-        raise SuiteError(f"{path} [train]: schedule must be cosine, step or constant, got {recipe.schedule!r}")
+    if recipe.schedule not in SCHEDULES:
+        raise SuiteError(f"{path} [train]: schedule must be one of {', '.join(SCHEDULES)}, got {recipe.schedule!r}")
+    if recipe.precision not in PRECISIONS:
+        raise SuiteError(f"{path} [train]: precision must be one of {', '.join(PRECISIONS)}, got {recipe.precision!r}")
     if recipe.augment not in ("none", "crop", "crop-flip"):
         raise SuiteError(f"{path} [train]: augment must be none, crop or crop-flip, got {recipe.augment!r}")
     if recipe.epochs < 1 or recipe.batch_size < 1 or not recipe.lr > 0:
@@ -162,6 +164,10 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
     memory_mb = run.get("memory_mb", 16384)
     if not (_is_int(memory_mb) and memory_mb > 0):
         raise SuiteError(f"{path} [run]: memory_mb must be a positive integer (MiB), got {memory_mb!r}")
+    oracles = run.get("oracles", 2)
+    if not (_is_int(oracles) and oracles >= 1):
+        raise SuiteError(f"{path} [run]: oracles must be a positive integer (K retrained oracles per scenario and "
+                         f"seed; K >= 2 measures the noise floor), got {oracles!r}")
     augment = run.get("unlearn_augment", recipe.augment)
     if augment not in _AUGMENTS:
         raise SuiteError(f"{path} [run]: unlearn_augment must be one of {', '.join(_AUGMENTS)}, got {augment!r}")
@@ -183,7 +189,9 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         train_subset=data.get("train_subset"), test_subset=data.get("test_subset"),
         subset_seed=int(data.get("subset_seed", 0)), data_root=data.get("root"),
         methods=tuple(methods), timeout=float(timeout), memory_mb=int(memory_mb), unlearn_augment=str(augment),
+        oracles=int(oracles),
         evaluate=dict(doc.get("evaluate", {})), hparams=hparams, path=path,
+        definition=text + (f"\n{HPARAMS_MARKER}\n{hparams_text}" if hparams_text else ""),
     )
 
 
@@ -195,13 +203,66 @@ def suite_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SUITES_DIR.glob("*.toml")) if not p.stem.endswith(".hparams")}
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """Load a built-in suite by name, or a suite file by path."""
+def _suite_path(name_or_path: str, relative_to: Path | None = None) -> Path:
     path = Path(name_or_path)
-    if not (path.suffix == ".toml" and path.is_file()):
-        files = suite_files()
-        if name_or_path not in files:
-            raise SuiteError(f"unknown suite {name_or_path!r}{did_you_mean(name_or_path, files)}")
-        path = files[name_or_path]
-    hp_path = path.with_name(path.stem + ".hparams.toml")
-    return parse_suite(path.read_text(), str(path.name), hp_path.read_text() if hp_path.is_file() else None)
+    if relative_to is not None and not path.is_absolute():
+        near = relative_to / path
+        if near.suffix == ".toml" and near.is_file():
+            return near
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    files = suite_files()
+    if name_or_path not in files:
+        raise SuiteError(f"unknown suite {name_or_path!r}{did_you_mean(name_or_path, files)}")
+    return files[name_or_path]
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """``child`` over ``base``: tables merge key by key, any other value replaces the base's."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _resolved_document(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, Path]:
+    """The suite file's TOML with its ``extends`` chain applied; also the file whose hparams apply."""
+    if path.resolve() in seen:
+        chain = " -> ".join(p.name for p in (*seen, path.resolve()))
+        raise SuiteError(f"{path.name}: 'extends' forms a cycle ({chain})")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path.name}: not valid TOML ({exc})") from exc
+    if "extends" not in doc:
+        return doc, path
+    parent = doc.pop("extends")
+    if not isinstance(parent, str):
+        raise SuiteError(f"{path.name}: extends must be a suite name or a .toml path, got {parent!r}")
+    try:
+        base, base_file = _resolved_document(_suite_path(parent, path.parent), (*seen, path.resolve()))
+    except SuiteError as exc:
+        raise SuiteError(f"{path.name}: extends {parent!r}: {exc}") from exc
+    own_hparams = path.with_name(path.stem + ".hparams.toml").is_file()
+    return _merge(base, doc), (path if own_hparams else base_file)
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load a built-in suite by name, or a suite file by path.
+
+    A suite may start from another with ``extends = "<name or path>"``: its tables are merged over the base's
+    key by key, and it uses its own ``<suite>.hparams.toml`` if it has one, else the base's.
+    """
+    path = _suite_path(name_or_path)
+    text = path.read_text()
+    doc, hparams_owner = _resolved_document(path)
+    if "extends" in tomllib.loads(text):  # rows store the resolved definition, so it must stand alone
+        text = f"# {path.name} with its 'extends' chain resolved\n" + tomli_w.dumps(doc)
+    hp_path = hparams_owner.with_name(hparams_owner.stem + ".hparams.toml")
+    return parse_suite(text, str(path.name), hp_path.read_text() if hp_path.is_file() else None)
+
+
+def parse_definition(definition: str, path: str = "<stored definition>") -> Suite:
+    """A suite from the ``definition`` text stored in result rows (suite file, then its hparams file)."""
+    text, _, hparams_text = definition.partition(f"\n{HPARAMS_MARKER}\n")
+    return parse_suite(text, path, hparams_text or None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,10 @@ from harness.evaluate import get_evaluator
 from harness.evaluate.distribution import kl_tv
 from harness.evaluate.rmia import rmia_scores
 from harness.evaluate.salun_mia import mia_efficacy
-from harness.evaluate.ulira import bank_signals, logit_confidence, ulira_attack, unlearned_shadow_signals
+from harness.evaluate.ulira import logit_confidence, ulira_attack
+from harness.membership import percentile_interval, shadow_bootstrap
 from harness.registry import get_method
-from harness.results import read_results
+from harness.results import EXAMPLES_DIR, read_results
 from harness.runner import RunOptions, SeedContext, run_suite
 from harness.shadow import shadow_bank, shadow_halves
 from harness.suite import load_suite
@@ -54,26 +56,45 @@ def test_shadow_halves_are_complementary_pairs_and_shared_across_scenarios(digit
 
 # ------------------------------------------------------------------------------------------------ U-LiRA
 def _synthetic(shift: float, n: int = 16, pool: int = 300, seed: int = 0):
-    """Signals where unlearned models keep a per-example ``shift`` on forgotten examples."""
+    """Unlearned-shadow signals: trained-on examples are 3 higher, forgotten ones keep a ``shift`` of it."""
     rng = np.random.default_rng(seed)
     base = rng.normal(0, 2, pool)  # per-example difficulty
     in_half = np.zeros((n, pool), bool)
-    for i in range(0, n, 2):
+    for i in range(0, n, 2):  # complementary pairs, as the shadow bank builds them
         perm = rng.permutation(pool)
         in_half[i, perm[: pool // 2]] = True
         in_half[i + 1, perm[pool // 2:]] = True
     in_forget = in_half & (rng.random((n, pool)) < 0.3)
-    retrained = base + rng.normal(0, 0.5, (n, pool)) + 3.0 * (in_half & ~in_forget)
-    unlearned = retrained + shift * in_forget
-    return unlearned, retrained, in_forget, in_half
+    model = rng.normal(0, 1, (n, 1))  # a per-model offset, as real shadows have
+    phi = base + model + rng.normal(0, 0.5, (n, pool)) + 3.0 * (in_half & ~in_forget) + shift * in_forget
+    return phi, in_forget, in_half
+
+
+def _interval(result) -> tuple[float, float]:
+    table = result.examples
+    draws = shadow_bootstrap(table["score"].to_numpy(), table["label"].to_numpy(), table["pair"].to_numpy(), 400)
+    return percentile_interval(draws["accuracy"])
 
 
 def test_ulira_attack_detects_a_leak_and_not_a_perfect_unlearner():
     leaky = ulira_attack(*_synthetic(shift=1.5))
-    assert leaky.accuracy > 80 and leaky.auc > 85
+    assert leaky.accuracy > 62 and leaky.auc > 70
     perfect = ulira_attack(*_synthetic(shift=0.0))
-    assert perfect.accuracy == pytest.approx(50.0) and perfect.auc == pytest.approx(50.0)
+    assert abs(perfect.accuracy - 50) < 3 and abs(perfect.auc - 50) < 4
     assert set(leaky.examples.columns) >= {"shadow", "example", "label", "score", "n_in", "n_out"}
+
+
+def test_ulira_no_signal_interval_covers_chance():
+    """A method that forgets perfectly: its 95% bootstrap interval over shadows contains 50 (almost always)."""
+    covered = [lo <= 50 <= hi for lo, hi in (_interval(ulira_attack(*_synthetic(0.0, seed=s))) for s in range(20))]
+    assert sum(covered) >= 17, covered
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_ulira_no_signal_is_unbiased(n):
+    """Matched targets fitted without their shadow pair: no leak averages to 50, at small N too."""
+    accuracies = [ulira_attack(*_synthetic(0.0, n=n, pool=2000, seed=s)).accuracy for s in range(10)]
+    assert abs(np.mean(accuracies) - 50) < 1.0, accuracies
 
 
 def test_ulira_shuffled_membership_labels_give_chance():
@@ -91,24 +112,13 @@ def test_logit_confidence_matches_the_definition():
     assert torch.allclose(logit_confidence(logits, labels).double(), expected, atol=1e-5)
 
 
-def test_ulira_oracle_is_chance_and_original_is_detected_on_digits_class(digits_suite, session_cache):
+def test_ulira_reference_goes_through_the_attack_on_digits_class(digits_suite, session_cache):
+    """Nothing is hard-coded for retrain: its value comes from its own shadows, with an interval."""
     ctx = _context(digits_suite, session_cache, "class-3")
     oracle = _evaluate(ctx, "ulira", "retrain", ctx.oracle.model)
-    assert oracle["ulira_acc"] == pytest.approx(50.0, abs=2) and oracle["ulira_auc"] == pytest.approx(50.0, abs=2)
-    assert oracle["ulira_n_shadows"] == 4
-    original = _evaluate(ctx, "ulira", "original", ctx.original.model)
-    assert original["ulira_acc"] > 90  # a model that still knows class 3 vs models that never saw it
-
-
-def test_ulira_shuffle_control_on_real_shadow_signals(digits_suite, session_cache):
-    ctx = _context(digits_suite, session_cache, "class-3")
-    ectx = ctx.eval_context(get_method("original"), {})
-    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, CPU, memo=ctx.memo)
-    phi_u, _ = unlearned_shadow_signals(ectx, bank)
-    phi_r = bank_signals(ectx, bank, "retrained")
-    assert ulira_attack(phi_u, phi_r, bank.in_forget, bank.in_half).accuracy > 90
-    shuffled = ulira_attack(phi_u, phi_r, bank.in_forget, bank.in_half, shuffle_seed=1)
-    assert abs(shuffled.accuracy - 50) < 10
+    assert oracle["ulira_acc"] != 50.0 and abs(oracle["ulira_acc"] - 50) < 5
+    assert oracle["ulira_acc_boot_lo"] <= oracle["ulira_acc"] <= oracle["ulira_acc_boot_hi"]
+    assert abs(oracle["ulira_shuffle_acc"] - 50) < 8 and oracle["ulira_n_shadows"] == 4
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +129,18 @@ def fmnist_cache(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ulira_detects_the_original_on_fmnist_random(fmnist_cache):
-    """Digits barely memorise random samples; on fmnist-quick the original must be clearly detected."""
+@pytest.mark.parametrize("scenario", ["random-10", "class-0"])
+def test_ulira_sanity_on_fmnist(fmnist_cache, scenario):
+    """Retraining sits at chance within its interval, the original is detected, the shuffle control is at chance."""
     suite = load_suite("fmnist-quick")
-    ctx = _context(suite, fmnist_cache, "random-10")
+    ctx = _context(suite, fmnist_cache, scenario)
     oracle = _evaluate(ctx, "ulira", "retrain", ctx.oracle.model)
     original = _evaluate(ctx, "ulira", "original", ctx.original.model)
-    assert oracle["ulira_acc"] == pytest.approx(50.0, abs=2)
-    assert original["ulira_acc"] > 60 and original["ulira_auc"] > 65
+    assert abs(oracle["ulira_acc"] - 50) < 4, oracle  # the floor at N = 8: within a few points of chance
+    assert original["ulira_acc_boot_lo"] > oracle["ulira_acc_boot_hi"], (original, oracle)
+    assert original["ulira_acc"] > 58 and original["ulira_auc"] > 62
+    for values in (oracle, original):
+        assert abs(values["ulira_shuffle_acc"] - 50) < 4
 
 
 # ------------------------------------------------------------------------------------------------ MIA-NN
@@ -167,9 +181,13 @@ def test_salun_mia_matches_sklearn_on_a_hand_made_case():
     assert mia_efficacy(members, nonmembers, target) == pytest.approx(60.0)  # the 3 low-confidence targets
 
 
-def test_salun_mia_flags_avg_gap_and_oracle_gap_zero(digits_random):
-    info = {m.name: m for m in get_evaluator("salun_mia").metrics}
-    assert info["salun_mia"].in_avg_gap
+def test_metrics_declare_where_they_can_vary():
+    """SalUn's MIA and RMIA's retain comparisons are constant-like in class scenarios: not computed there."""
+    by_kind = {kind: {m.name for name in ("accuracy", "salun_mia", "rmia", "distribution", "mia_nn", "ulira")
+                      for m in get_evaluator(name).metrics_for(kind)} for kind in ("random", "class")}
+    assert {"salun_mia", "rmia_fr_auc", "rmia_rt_auc"} <= by_kind["random"] - by_kind["class"]
+    assert {"test_forget_acc", "tv_forget_test", "mia_nn"} <= by_kind["class"] - by_kind["random"]
+    assert {"forget_acc", "rmia_ft_auc", "ulira_acc", "kl_forget"} <= by_kind["random"] & by_kind["class"]
 
 
 # --------------------------------------------------------------------------------------------- KL / TV
@@ -192,7 +210,7 @@ def test_rmia_sorted_scores_equal_the_pairwise_definition():
 
 # ----------------------------------------------------------------------------------- through the runner
 @pytest.mark.slow
-def test_runner_writes_privacy_metrics_gaps_and_example_tables(run_dirs):
+def test_runner_writes_privacy_metrics_gaps_floor_and_example_tables(run_dirs):
     suite = load_suite("digits-smoke")
     options = RunOptions(methods=["original", "retrain", "finetune"], seeds=[0], results_root=run_dirs[0],
                          cache_dir=run_dirs[1], device="cpu", progress=False)
@@ -200,19 +218,29 @@ def test_runner_writes_privacy_metrics_gaps_and_example_tables(run_dirs):
     assert summary.failed == 0
     frame = read_results(run_dirs[0], "digits-smoke")
     oracle = frame[frame["method"] == "retrain"]
-    for column in ["salun_mia", "kl_forget", "rmia_ft_auc", "ulira_acc"]:
+    for column in ["kl_forget", "rmia_ft_auc", "ulira_acc", "ulira_acc_boot_lo", "ulira_shuffle_acc"]:
         assert frame[column].notna().all(), column
-        assert (oracle[f"gap_{column}"] == 0).all(), column
-    assert (oracle["avg_gap"] == 0).all()
-    cls = frame[frame["scenario"] == "class-3"]
-    assert cls["mia_nn"].notna().all() and frame.loc[frame["scenario"] == "random-10", "mia_nn"].isna().all()
+    # the reference row is measured: K = 2 oracles, each against the other, so its floor is not 0
+    assert (oracle["oracles"] == 2).all() and (oracle["avg_gap"] > 0).all()
+    assert oracle["gap_ulira_acc"].isna().all() and (oracle["kl_forget"] > 0).all()
+    assert (oracle["ulira_acc"] != 50.0).all()
+    rnd, cls = frame[frame["scenario"] == "random-10"], frame[frame["scenario"] == "class-3"]
+    assert cls["mia_nn"].notna().all() and rnd["mia_nn"].isna().all()
+    assert rnd["salun_mia"].notna().all() and cls["salun_mia"].isna().all()
+    assert cls["rmia_fr_auc"].isna().all() and rnd["rmia_fr_auc"].notna().all()
     original = cls[cls["method"] == "original"].iloc[0]
-    assert original["gap_ulira_acc"] > 40 and original["gap_tv_forget"] > 0.5
-    # avg_gap = mean of the four AMUN terms (forget, retain, test accuracy and SalUn MIA)
-    row = frame[frame["method"] == "finetune"].iloc[0]
-    terms = [row[f"gap_{m}"] for m in ["forget_acc", "retain_acc", "test_acc", "salun_mia"]]
-    assert row["avg_gap"] == pytest.approx(np.mean(terms))
-    examples = sorted((run_dirs[0] / "digits-smoke" / "examples").glob("ulira-*.parquet"))
+    assert original["noop"] and original["tv_forget"] > 0.5
+    # the headlines: AMUN's four terms per scenario kind
+    for row in frame[frame["method"] == "finetune"].to_dict("records"):
+        privacy = "salun_mia" if row["scenario"] == "random-10" else "rmia_ft_auc"
+        terms = [row[f"gap_{m}"] for m in ["forget_acc", "retain_acc", "test_acc", privacy]]
+        assert row["avg_gap"] == pytest.approx(np.mean(terms))
+        rmia_terms = [row[f"gap_{m}"] for m in ["forget_acc", "retain_acc", "test_acc", "rmia_ft_auc"]]
+        assert row["avg_gap_rmia"] == pytest.approx(np.mean(rmia_terms))
+        assert not row["noop"]
+    meta = json.loads(frame["metric_meta"].iloc[0])
+    assert meta["avg_gap"]["terms"] and meta["ulira_acc"]["per_method"]
+    examples = sorted((run_dirs[0] / "digits-smoke" / EXAMPLES_DIR).glob("ulira-*.parquet"))
     assert len(examples) == 6  # 3 methods x 2 scenarios
     table = pd.read_parquet(examples[0])
     assert set(table["label"]) == {0, 1} and table["score"].notna().all()

@@ -16,8 +16,10 @@ from harness.registry import all_methods
 from harness.train import accuracy
 
 # Spec defaults of these methods are calibrated for CIFAR-sized forget sets (4,500 images, dozens of steps
-# per epoch). On the digits fixture (~150 forget images, 1-2 steps per epoch) they barely move the model, so
-# the direction check would test nothing; a larger lr (same algorithm) makes the movement visible.
+# per epoch). On the small fixtures (~100-150 forget images, 1-2 steps per epoch) they barely move the model,
+# so the direction check would test nothing; a larger lr (same algorithm) makes the movement visible.
+# Random scenarios run on a Fashion-MNIST world whose original gets ~89% of the forget set right: on digits it
+# already gets 100%, so "forget accuracy does not rise" could not fail there.
 TEST_OVERRIDES: dict[str, dict] = {
     "gradient-ascent": {"lr": 0.01},
     "boundary-shrink": {"lr": 0.01},
@@ -36,7 +38,7 @@ def _forget_xy(world):
 
 @pytest.mark.parametrize("name,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
 def test_method_contract(name: str, kind: str, request) -> None:
-    world = request.getfixturevalue("digits_random" if kind == "random" else "digits_class")
+    world = request.getfixturevalue("fmnist_random" if kind == "random" else "digits_class")
     spec = all_methods()[name]
     task = world.task(spec)
     if not spec.needs_retain:
@@ -68,7 +70,7 @@ def test_method_metadata(name: str) -> None:
 
 
 def test_no_retain_methods_are_declared() -> None:
-    """GA and BS work from the forget set alone (baselines spec); SSD needs the full train set."""
+    """GA and BS work from the forget set alone (docs/baselines.md); SSD needs the full train set."""
     methods = all_methods()
     assert not methods["gradient-ascent"].needs_retain
     assert not methods["boundary-shrink"].needs_retain

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.names import Registry
 from harness.registry import PluginError, register_method
 from harness.suite import SuiteError, parse_suite
 
@@ -41,6 +42,7 @@ def _variant(old: str, new: str) -> str:
     (_variant('dataset = "digits"', 'dataset = "digits"\ntrain_subset = 0'), "train_subset must be a positive"),
     (_variant("epochs = 15", "epochs = 0"), "epochs, batch_size and lr must be positive"),
     (_variant("[run]", "[runn]"), "unknown field 'runn'"),
+    (_variant("oracles = 2", "oracles = 0"), "oracles must be a positive integer"),
     ("name = ", "not valid TOML"),
 ])
 def test_malformed_suites_name_file_field_and_allowed_values(text, message):
@@ -114,7 +116,7 @@ def test_plugin_signatures_are_checked_at_registration(define, message):
     namespace: dict = {}
     exec(define, namespace)  # noqa: S102 - a tiny function definition written by this test
     with pytest.raises(PluginError) as info:
-        register_method("sig-check", registry={})(namespace["m"])
+        register_method("sig-check", registry=Registry("method"))(namespace["m"])
     assert message in str(info.value)
 
 
@@ -134,3 +136,24 @@ def test_a_plugin_file_that_fails_to_import_becomes_a_failed_row(tmp_path):
     assert failed["status"].tolist() == ["failed"]
     assert "ModuleNotFoundError" in failed["error"].iloc[0] and "broken_plugin.py" in failed["error"].iloc[0]
     assert rows[rows["method"] == "original"]["status"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("addition, message", [
+    ("\n[evaluate.ulira]\nmin_cout = 2\n", "[evaluate.ulira]: unknown option 'min_cout'; did you mean 'min_count'?"),
+    ("\n[evaluate.ulria]\nmin_count = 2\n", "unknown key 'ulria'; did you mean 'ulira'"),
+    ("\n[evaluate.accuracy]\nfoo = 1\n", "'accuracy' takes no options"),
+])
+def test_misspelled_evaluator_options_fail_before_training(addition, message, tmp_path, capsys):
+    suite = tmp_path / "mine.toml"
+    suite.write_text(SMOKE + addition)
+    code = main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "mine.toml" in err and message in err, err
+    assert not (tmp_path / "c").exists()  # nothing was trained
+
+
+def test_unknown_evaluator_name_gets_did_you_mean(tmp_path, capsys):
+    suite = tmp_path / "mine.toml"
+    suite.write_text(SMOKE.replace('"rmia", "ulira"', '"rmia", "ulirra"'))
+    code = main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")])
+    assert code == 2 and "unknown evaluator 'ulirra'; did you mean 'ulira'?" in capsys.readouterr().err

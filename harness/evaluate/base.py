@@ -21,14 +21,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric means: ``direction`` is 'match-oracle', 'higher' or 'lower' (is better)."""
+    """What a metric means: ``direction`` is 'match-oracle', 'higher' or 'lower' (is better), or 'info'
+    (bookkeeping, not scored). ``scenarios`` lists the scenario kinds where the metric can vary; elsewhere it is
+    constant by construction (or repeats another metric) and is neither computed into rows nor shown."""
 
     name: str
     description: str
     direction: str = "match-oracle"
-    in_avg_gap: bool = False
     unit: str = "%"
     reconstructed: bool = False  # the definition is our reconstruction, not the authors' verified setting
+    scenarios: tuple[str, ...] = ("random", "class")
 
 
 @dataclass
@@ -41,15 +43,25 @@ class EvalContext:
     seed: int
     device: torch.device
     cache: ArtifactCache
-    original: nn.Module
-    oracle: nn.Module
+    original: nn.Module | None  # None in an evaluator's prepare step (shadow bank only)
+    # The retrained models this evaluation compares with: all K oracles for a method; the other K - 1 when
+    # one oracle is itself scored as the retrain reference (leave-one-out).
+    oracles: list[nn.Module]
     method: MethodSpec | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     # Runs the current method (same hyper-parameters) on another original/forget/retain; used by the
     # per-example attacks, whose shadow models must be unlearned by the method under test.
     unlearn: Callable[..., nn.Module] | None = None
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
-    results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/examples/)
+    results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/_examples/)
+
+    def options(self, evaluator: str) -> dict[str, Any]:
+        """The evaluator's options: its declared defaults, overridden by the suite's [evaluate.<name>] table."""
+        table = self.suite.evaluate.get(evaluator)
+        return {**EVALUATORS[evaluator].options, **(table if isinstance(table, dict) else {})}
+
+
+NEEDS = ("shadow-bank", "shadow-originals")  # what an evaluator can ask the job graph to train first
 
 
 @dataclass(frozen=True)
@@ -57,19 +69,43 @@ class Evaluator:
     name: str
     fn: Callable[[nn.Module, EvalContext], dict[str, float]]
     metrics: tuple[MetricInfo, ...]
-    scenarios: tuple[str, ...] = ("random", "class")
     per_method: bool = False  # True: scores the method (via shadow runs), cost shared across seeds
+    needs: tuple[str, ...] = ()  # models it reads besides the run's own: the shadow bank, or its originals
+    options: dict[str, Any] = field(default_factory=dict)  # [evaluate.<name>] settings and their defaults
+    # Work that depends on the method configuration and scenario only (per-method evaluators: the method's
+    # runs on the shadow bank); the job graph runs it once per configuration as its own job, in parallel.
+    prepare: Callable[[EvalContext], None] | None = None
+    # Validates the evaluator's options (defaults merged with the suite's table) before anything trains.
+    check: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        """The scenario kinds the evaluator runs in: where at least one of its metrics can vary."""
+        return tuple(k for k in ("random", "class") if self.metrics_for(k))
+
+    def metrics_for(self, kind: str) -> tuple[MetricInfo, ...]:
+        """The metrics that can vary in a scenario of this kind (bookkeeping 'info' ones ride along)."""
+        scored = [m for m in self.metrics if kind in m.scenarios and m.direction != "info"]
+        return tuple(m for m in self.metrics if kind in m.scenarios) if scored else ()
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
-def register_evaluator(name: str, metrics: list[MetricInfo], scenarios: tuple[str, ...] = ("random", "class"),
-                       per_method: bool = False) -> Callable:
+def register_evaluator(name: str, metrics: list[MetricInfo], per_method: bool = False, needs: tuple[str, ...] = (),
+                       options: dict[str, Any] | None = None,
+                       prepare: Callable[[EvalContext], None] | None = None,
+                       check: Callable[[dict[str, Any]], None] | None = None) -> Callable:
+    """Register ``fn(model, ctx) -> {metric: value}``; each metric declares where it can vary (``scenarios``)."""
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"evaluator {name!r}: unknown needs {sorted(unknown)} (known: {', '.join(NEEDS)})")
+
     def decorate(fn: Callable) -> Callable:
         if name in EVALUATORS:
             raise ValueError(f"evaluator {name!r} is already registered")
-        EVALUATORS[name] = Evaluator(name, fn, tuple(metrics), scenarios, per_method)
+        EVALUATORS[name] = Evaluator(name, fn, tuple(metrics), per_method, tuple(needs), dict(options or {}),
+                                     prepare, check)
         return fn
 
     return decorate
@@ -87,3 +123,46 @@ def metric_info(name: str) -> MetricInfo | None:
             if info.name == name:
                 return info
     return None
+
+
+# Keys of the suite's [evaluate] table besides the per-evaluator sub-tables.
+EVALUATE_KEYS = {
+    "evaluators": "names of the evaluators to run",
+    "shadow_models": "N, the shadow bank's size (harness/shadow.py)",
+    "shadow_audit_factor": "random scenarios: size of the audit set the shadow forget sets are drawn from",
+    "noop_fraction": "a run that moved its outputs less than this fraction of the oracles' shift is a no-op",
+}
+
+
+def check_evaluation(evaluate: dict[str, Any], where: str) -> None:
+    """Validate a suite's ``[evaluate]`` table against the registered evaluators and their options.
+
+    Raises ``ValueError`` naming ``where`` (the suite file), the key and the closest known name.
+    """
+    names = evaluate.get("evaluators", ["accuracy"])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{where} [evaluate]: evaluators must be a list of names, got {names!r}")
+    for name in names:
+        if name not in EVALUATORS:
+            raise ValueError(f"{where} [evaluate]: unknown evaluator {name!r}{did_you_mean(name, EVALUATORS)}")
+    for key, value in evaluate.items():
+        if key in EVALUATE_KEYS:
+            continue
+        if key not in EVALUATORS:
+            raise ValueError(f"{where} [evaluate]: unknown key {key!r}"
+                             f"{did_you_mean(key, [*EVALUATE_KEYS, *EVALUATORS])}")
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} [evaluate.{key}]: must be a table of option = value")
+        options = EVALUATORS[key].options
+        for option in value:
+            if option not in options:
+                known = did_you_mean(option, options) if options else f"; {key!r} takes no options"
+                raise ValueError(f"{where} [evaluate.{key}]: unknown option {option!r}{known}")
+    for name in names:  # option values, for the evaluators that declare a check
+        evaluator = EVALUATORS[name]
+        table = evaluate.get(name)
+        if evaluator.check is not None:
+            try:
+                evaluator.check({**evaluator.options, **(table if isinstance(table, dict) else {})})
+            except ValueError as exc:
+                raise ValueError(f"{where} [evaluate.{name}]: {exc}") from exc

@@ -1,4 +1,4 @@
-"""MIA-NN / CMIA: the neighbour-class membership attack of the TRW paper, RECONSTRUCTED (seed spec §8.2).
+"""MIA-NN / CMIA: the neighbour-class membership attack of the TRW paper, RECONSTRUCTED (docs/evaluators.md).
 
 The paper's full text and code were not accessible; this is our reconstruction from abstracts and reviews,
 every constant is an option (``[evaluate.mia_nn]``) and the metrics carry ``reconstructed=True``.
@@ -68,17 +68,17 @@ def discriminate(model_f: np.ndarray, retrained_f: np.ndarray, C: float, gamma, 
     return float(100.0 * cross_val_score(SVC(C=C, gamma=gamma, kernel="rbf"), x, y, cv=folds).mean())
 
 
-@register_evaluator("mia_nn", scenarios=("class",), metrics=[
+@register_evaluator("mia_nn", needs=("shadow-bank",), options=DEFAULTS, metrics=[
     MetricInfo("mia_nn", "MIA-NN on forget-class test images (member-rate %, or the discriminator's accuracy)",
-               reconstructed=True),
-    MetricInfo("mia_nn_train", "MIA-NN on forget-class train images", reconstructed=True),
+               reconstructed=True, scenarios=("class",)),
+    MetricInfo("mia_nn_train", "MIA-NN on forget-class train images", reconstructed=True, scenarios=("class",)),
     MetricInfo("mia_nn_neighbour", "the neighbour class n(u) found from the bank's retrained models",
-               direction="info", unit="class"),
+               direction="info", unit="class", scenarios=("class",)),
     MetricInfo("mia_nn_n_retrained", "number of retrained shadow models behind MIA-NN", direction="info",
-               unit="count"),
+               unit="count", scenarios=("class",)),
 ])
 def evaluate_mia_nn(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
-    opts = {k: ctx.suite.evaluator_setting("mia_nn", k, v) for k, v in DEFAULTS.items()}
+    opts = ctx.options("mia_nn")
     data, split = ctx.data, ctx.split
     u = split.scenario.forget_class
     bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, split.scenario, ctx.device, memo=ctx.memo)

@@ -1,4 +1,4 @@
-"""Online RMIA as AMUN uses it (seed spec §4.3, VERIFIED-code), with the shadow originals as references.
+"""Online RMIA as AMUN uses it (checked against AMUN's code), with the shadow originals as references.
 
 Pool P = the suite's train pool ∪ test set. Reference models = the N shadow originals of
 :mod:`harness.shadow` (each trained on a random half of the train pool, every train example in exactly half
@@ -8,8 +8,10 @@ sorting r once and binary-searching r(x)/γ (O(|P| log |P|) instead of |P|²).
 
 ``rmia_ft_auc``: ROC AUC of the scores with the forget set labelled 1 against test data labelled 0 (class
 scenarios: the forget class's test images; random: the test set), on balanced random subsets of size
-min(|D_T|, |D_F|, |D_R|), averaged over sub-sampling seeds 0, 1, 2; x 100. Ideal unlearning: ≈ 50. Also
-``rmia_fr_auc`` (retain 1 vs forget 0) and ``rmia_rt_auc`` (retain 1 vs test 0). Options in
+min(|D_T|, |D_F|, |D_R|), averaged over sub-sampling seeds 0, 1, 2; x 100. Ideal unlearning: ≈ 50. Random
+scenarios also get ``rmia_fr_auc`` (retain 1 vs forget 0) and ``rmia_rt_auc`` (retain 1 vs test 0); in class
+scenarios those compare other classes with the forgotten one and sit near 100 for every model, so they are not
+computed there. Options in
 ``[evaluate.rmia]``: ``temperature`` (2), ``taylor_n`` (4), ``margin`` (0.6), ``gamma`` (2), ``subsamples`` (3),
 ``prior``.
 
@@ -31,6 +33,7 @@ from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.shadow import shadow_count, shadow_originals
+from harness.splits import Split
 from harness.train import predict_logits
 
 DEFAULTS = {"temperature": 2.0, "taylor_n": 4, "margin": 0.6, "gamma": 2.0, "subsamples": 3, "prior": "out"}
@@ -87,14 +90,14 @@ def _signal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: dict) -> n
                             float(opts["margin"])).numpy()
 
 
-@register_evaluator("rmia", metrics=[
+@register_evaluator("rmia", needs=("shadow-originals",), options=DEFAULTS, metrics=[
     MetricInfo("rmia_ft_auc", "online-RMIA AUC, forget (1) vs test (0); AMUN's FT AUC (50 = ideal)"),
-    MetricInfo("rmia_fr_auc", "online-RMIA AUC, retain (1) vs forget (0)"),
-    MetricInfo("rmia_rt_auc", "online-RMIA AUC, retain (1) vs test (0)"),
+    MetricInfo("rmia_fr_auc", "online-RMIA AUC, retain (1) vs forget (0)", scenarios=("random",)),
+    MetricInfo("rmia_rt_auc", "online-RMIA AUC, retain (1) vs test (0)", scenarios=("random",)),
     MetricInfo("rmia_n_refs", "number of reference models behind the RMIA values", direction="info", unit="count"),
 ])
 def evaluate_rmia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
-    opts = {k: ctx.suite.evaluator_setting("rmia", k, v) for k, v in DEFAULTS.items()}
+    opts = ctx.options("rmia")
     data, split = ctx.data, ctx.split
     x = torch.cat([data.train_x, data.test_x])
     y = torch.cat([data.train_y, data.test_y])
@@ -110,16 +113,23 @@ def evaluate_rmia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
             raise ValueError(f"rmia prior must be 'out' or 'inclusive', got {opts['prior']!r}")
         ctx.memo[memo_key] = reference_prior(signals, trained if opts["prior"] == "out" else None)
     scores = rmia_scores(_signal(model, x, y, opts), ctx.memo[memo_key], float(opts["gamma"]))
-    n_train = len(data.train_y)
+    return {"rmia_n_refs": float(n), **rmia_aucs(scores, split, len(data.train_y), int(opts["subsamples"]))}
+
+
+def rmia_aucs(scores: np.ndarray, split: Split, n_train: int, subsamples: int = 3) -> dict[str, float]:
+    """AUCs (percent) of RMIA scores over the pool (train positions, then test positions offset by ``n_train``).
+
+    ``rmia_ft_auc``: forget set labelled 1 against test data labelled 0 (class scenarios: the forget class's
+    test images); random scenarios add retain (1) vs forget (0) and retain (1) vs test (0).
+    """
     forget, retain = split.forget.numpy(), split.retain.numpy()
     test = (split.test_forget if split.scenario.kind == "class" else split.test_retain).numpy() + n_train
-    out = {"rmia_n_refs": float(n)}
-    for name, pos, neg in (("rmia_ft_auc", forget, test), ("rmia_fr_auc", retain, forget),
-                           ("rmia_rt_auc", retain, test)):
-        size = min(len(test), len(forget), len(retain))
-        if size == 0:
-            out[name] = math.nan
-            continue
-        aucs = [balanced_auc(scores, pos, neg, size, s) for s in range(int(opts["subsamples"]))]
+    comparisons = [("rmia_ft_auc", forget, test)]
+    if split.scenario.kind == "random":
+        comparisons += [("rmia_fr_auc", retain, forget), ("rmia_rt_auc", retain, test)]
+    size = min(len(test), len(forget), len(retain))
+    out = {}
+    for name, pos, neg in comparisons:
+        aucs = [balanced_auc(scores, pos, neg, size, s) for s in range(subsamples)] if size else [math.nan]
         out[name] = 100.0 * float(np.mean(aucs))
     return out
