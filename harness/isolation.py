@@ -7,11 +7,14 @@ The worker never holds the oracle, the test split, the shadow bank or the cache 
 with the unlearned weights, or a failure; a wall-clock limit, a memory limit (``RLIMIT_AS``) and the
 process boundary turn hangs, crashes (segfaults, ``os._exit``) and allocation storms into rows.
 
-Workers are forked from a ``forkserver`` that has imported torch and the built-in methods but holds no
-data, and are kept per method across runs (a fresh fork per run costs ~40-60 ms, reusing a worker a few
-ms; see docs/reliability.md). A worker is replaced after any run that did not end ``ok``. Messages from
-the worker are untrusted: JSON headers and tensors loaded with ``torch.load(weights_only=True)``, never
-pickle, so a hostile method cannot execute code in the parent.
+Workers are forked from a fork server (:mod:`harness.sandbox`) that has imported torch and the built-in
+methods but holds no data; with bubblewrap the server runs in a sandbox that every worker inherits (no
+home, cache, results, data files or network; see docs/reliability.md). Built-in methods share one server,
+each plugin has its own. Workers are kept per method across runs (a fresh fork costs tens of ms, reusing a
+worker a few ms). A worker is replaced after any run that did not end ``ok``. Messages from the worker are
+untrusted: JSON headers and tensors loaded with ``torch.load(weights_only=True)``, never pickle, so a
+hostile method cannot execute code in the parent. ``task.cached`` artifacts are scoped by the method
+family the parent assigns (:func:`harness.execution.method_family`), never by what the worker claims.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import importlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import re
 import resource
@@ -38,18 +40,26 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from harness import sandbox
 from harness.cache import CorruptArtifact
-from harness.execution import InvalidOutput, derived_key, task_from_data, validate_output
+from harness.execution import (
+    InvalidOutput,
+    MethodRun,
+    build_task,
+    derived_key,
+    method_family,
+    plugin_origin,
+    validate_output,
+)
 from harness.registry import MethodSpec
+from harness.sandbox import PRELOAD, ChildProcess, SandboxError, describe_exit
 from harness.task import TensorData
 
 log = logging.getLogger(__name__)
 
-# Modules the forkserver imports once, so a worker starts in tens of milliseconds instead of seconds.
-PRELOAD = ["torch", "harness.isolation", "harness.references", "baselines", "methods"]
 # Environment variables that point at harness state a method must not find.
 SCRUBBED_ENV = ("UNLEARN_BENCH_CACHE", "UNLEARN_BENCH_RESULTS")
-STARTUP_TIMEOUT_S = 300  # a cold forkserver imports torch; generous for loaded machines
+STARTUP_TIMEOUT_S = 300  # a cold fork server imports torch; generous for loaded machines
 MAX_MESSAGE_BYTES = 1 << 31  # a worker cannot make the parent buffer more than this per message
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -105,7 +115,7 @@ _PLUGIN_FILES: set[str] = set()
 
 def _resolve_method(name: str, module: str, path: str) -> MethodSpec:
     """Import the method's module (by name, else the plugin file) in the worker and return its spec."""
-    from harness.plugins import load_plugin_file
+    from harness.plugin_import import import_plugin_file
     from harness.registry import METHODS, ensure_builtins
 
     ensure_builtins()
@@ -117,7 +127,7 @@ def _resolve_method(name: str, module: str, path: str) -> MethodSpec:
                 raise
             if path not in _PLUGIN_FILES:
                 _PLUGIN_FILES.add(path)
-                load_plugin_file(path)
+                import_plugin_file(path)
     if name not in METHODS:
         raise RuntimeError(f"method {name!r} is not registered after importing {module} ({path or 'no file'}); "
                            "isolated runs need methods registered at import time")
@@ -157,11 +167,11 @@ def _run_one(conn: Connection, job: dict) -> None:
         model = build_model(job["model_name"], tuple(job["input_shape"]), job["num_classes"])
         model.load_state_dict(job["original"])
         retain = TensorData(job["retain_x"], job["retain_y"]) if job["retain_x"] is not None else None
-        task = task_from_data(spec, model, TensorData(job["forget_x"], job["forget_y"]), retain,
-                              job["num_classes"], job["scenario_kind"], job["forget_class"],
-                              torch.device(job["device"]), job["seed"], job["augment"], job["model_name"],
-                              memoize=_remote_memoizer(conn))
-        del job  # the method sees the task, not the message it came in
+        run = MethodRun(spec, hparams, model, job["model_name"], TensorData(job["forget_x"], job["forget_y"]),
+                        retain, job["num_classes"], job["scenario_kind"], job["forget_class"],
+                        torch.device(job["device"]), job["seed"], job["augment"])
+        task = build_task(run, _remote_memoizer(conn), copy_model=False)
+        del job, run  # the method sees the task, not the message it came in
         probe = task.forget.x[: min(4, len(task.forget))]
         result = validate_output(spec.fn(task, **hparams), probe, task.num_classes, spec.name)
         state = {k: v.detach().to("cpu") for k, v in result.state_dict().items()}
@@ -192,11 +202,37 @@ def worker_main(conn: Connection, memory_mb: int | None, device: str) -> None:
         _run_one(conn, job)
 
 
+def _worker_role(conn: Connection, args: dict) -> None:
+    worker_main(conn, args.get("memory_mb"), str(args.get("device", "cpu")))
+
+
+sandbox.ROLES["worker"] = _worker_role
+
+
 # ----------------------------------------------------------------------------------------- the parent side
-def _context() -> multiprocessing.context.BaseContext:
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
+@dataclass(frozen=True)
+class MethodSource:
+    """Where a worker imports a method from, which fork server runs it, and its ``task.cached`` scope."""
+
+    module: str
+    path: str  # a file to load when ``module`` is not importable ("" for packages)
+    box: str  # "builtin" for the harness's packages; one server per plugin otherwise
+    family: str
+
+    @property
+    def binds(self) -> list[str]:
+        return [self.path] if self.path and self.box != "builtin" else []
+
+
+def method_source(spec: MethodSpec) -> MethodSource:
+    """Decided by the parent from its registry: a proxied plugin's origin, else the function's module."""
+    origin = plugin_origin(spec)
+    if origin is not None:
+        return MethodSource(origin.module, origin.path, origin.family, method_family(spec))
+    module = getattr(spec.fn, "__module__", "") or ""
+    path = getattr(sys.modules.get(module), "__file__", None) or ""
+    builtin = module.split(".")[0] in sandbox.HARNESS_PACKAGES
+    return MethodSource(module, path, "builtin" if builtin else f"module:{module}", method_family(spec))
 
 
 def _memory_budget(memory_mb: int | None) -> int | None:
@@ -207,25 +243,16 @@ def _memory_budget(memory_mb: int | None) -> int | None:
     return min(memory_mb, physical_mb * 3 // 4)
 
 
-def describe_exit(code: int | None) -> str:
-    """A row's error text for a worker that died without answering."""
-    if code is None:
-        return "the method process stopped answering"
-    if code < 0:
-        sig = signal.Signals(-code).name
-        hint = {"SIGSEGV": "a crash in native code", "SIGKILL": "killed, e.g. by the out-of-memory killer",
-                "SIGABRT": "aborted"}.get(sig, "a signal")
-        return f"the method process died with {sig} ({hint})"
-    return f"the method process exited with code {code} (os._exit or a fatal error inside the method)"
-
-
 class _Worker:
-    def __init__(self, ctx, limits: IsolationLimits, device: str):
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=worker_main, args=(child, _memory_budget(limits.memory_mb), device),
-                                   daemon=True, name="unlearn-bench-method")
-        self.process.start()
-        child.close()
+    def __init__(self, source: MethodSource, limits: IsolationLimits, device: str, mode: str):
+        try:
+            server = sandbox.fork_server(source.box, PRELOAD, source.binds, mode=mode)
+            self.process: ChildProcess = server.spawn("worker", {"memory_mb": _memory_budget(limits.memory_mb),
+                                                                 "device": device})
+        except SandboxError as exc:
+            raise MethodFault("failed", str(exc)) from exc
+        self.conn = self.process.conn
+        self.import_path = server.where(source.path) if source.binds else source.path
         # Start-up is not the method's time: wait for the worker before its clock starts.
         if not self.conn.poll(STARTUP_TIMEOUT_S):
             self.stop(kill=True)
@@ -241,36 +268,36 @@ class _Worker:
             raise MethodFault("failed", "the method process sent an unexpected greeting")
 
     def stop(self, kill: bool = False) -> None:
-        if kill and self.process.is_alive():
+        if kill:
             self.process.kill()
         self.conn.close()
-        self.process.join(timeout=5)
-        if self.process.is_alive():
+        if self.process.join(timeout=5) is None:
             self.process.kill()
-            self.process.join()
+            self.process.join(timeout=30)
+        self.process.close()
 
     def exit_code(self) -> int | None:
-        self.process.join(timeout=2)
-        return self.process.exitcode
+        return self.process.join(timeout=2)
 
 
 class Isolation:
-    """Runs methods in worker processes; keeps at most ``max_workers`` alive (least recently used out)."""
+    """Runs methods in worker processes; keeps at most ``max_workers`` alive (least recently used out).
 
-    def __init__(self, limits: IsolationLimits = IsolationLimits(), max_workers: int = 2):
+    ``sandbox`` is the mode the workers run under: ``bwrap`` or ``none`` (see :mod:`harness.sandbox`).
+    """
+
+    def __init__(self, limits: IsolationLimits = IsolationLimits(), max_workers: int = 2, sandbox_mode: str | None = None):
         self.limits = limits
         self.max_workers = max_workers
         self._workers: OrderedDict[tuple, _Worker] = OrderedDict()
-        self._ctx = _context()
+        self.sandbox = sandbox_mode or sandbox.sandbox_mode()
         self.runs = 0
         self.restarts = 0
         self.last_job_seconds = 0.0  # the last run's time from sending the job to its answer
 
     def start(self) -> None:
-        """Start the forkserver now (seconds: it imports torch), so no run's clock includes it."""
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+        """Start the built-in methods' fork server now (seconds: it imports torch), so no run's clock includes it."""
+        sandbox.fork_server("builtin", PRELOAD, mode=self.sandbox)
 
     def __enter__(self) -> Self:
         return self
@@ -283,14 +310,16 @@ class Isolation:
             _, worker = self._workers.popitem()
             worker.stop()
 
-    def _worker(self, key: tuple, device: str) -> _Worker:
+    def _worker(self, key: tuple, source: MethodSource, device: str) -> _Worker:
+        if key in self._workers and not self._workers[key].process.server.alive():
+            self._retire(key, kill=True)  # its fork server was closed (harness.sandbox.MAX_PLUGIN_SERVERS)
         if key in self._workers:
             self._workers.move_to_end(key)
             return self._workers[key]
         while len(self._workers) >= self.max_workers:
             _, old = self._workers.popitem(last=False)
             old.stop()
-        worker = _Worker(self._ctx, self.limits, device)
+        worker = _Worker(source, self.limits, device, self.sandbox)
         self._workers[key] = worker
         return worker
 
@@ -300,39 +329,36 @@ class Isolation:
             worker.stop(kill=kill)
             self.restarts += 1
 
-    def run(self, spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, model_name: str,
-            forget: TensorData, retain: TensorData | None, num_classes: int, scenario_kind: str,
-            forget_class: int | None, device: torch.device, seed: int, augment: str = "none",
-            cache=None, original_key: str | None = None, forget_hash: str | None = None,
-            timeout_s: float | None = None) -> nn.Module:
-        """Run ``spec`` on the task in a worker; returns the model or raises :class:`MethodFault`."""
-        module = getattr(spec.fn, "__module__", "")
-        path = getattr(sys.modules.get(module), "__file__", None) or ""
+    def run(self, run: MethodRun, cache=None, timeout_s: float | None = None) -> nn.Module:
+        """Run the method in a worker; returns the model or raises :class:`MethodFault`."""
+        spec, original, forget, retain, device = run.spec, run.original, run.forget, run.retain, run.device
+        model_name, num_classes = run.model_name, run.num_classes
+        source = method_source(spec)
+        key = (spec.name, source.module, source.path, source.box, str(device))
+        worker = self._worker(key, source, str(device))
         job = {
-            "method": spec.name, "module": module, "path": path or "", "hparams": dict(hparams),
+            "method": spec.name, "module": source.module, "path": worker.import_path, "hparams": dict(run.hparams),
             "original": {k: v.detach().to("cpu") for k, v in original.state_dict().items()},
             "model_name": model_name, "input_shape": list(forget.x.shape[1:]), "num_classes": num_classes,
             "forget_x": forget.x.cpu(), "forget_y": forget.y.cpu(),
             "retain_x": retain.x.cpu() if retain is not None and spec.needs_retain else None,
             "retain_y": retain.y.cpu() if retain is not None and spec.needs_retain else None,
-            "scenario_kind": scenario_kind, "forget_class": forget_class, "device": str(device), "seed": seed,
-            "augment": augment, "threads": torch.get_num_threads(),
+            "scenario_kind": run.scenario_kind, "forget_class": run.forget_class, "device": str(device),
+            "seed": run.seed, "augment": run.augment, "threads": torch.get_num_threads(),
         }
         message = _to_bytes(job)
-        key = (spec.name, module, path)
-        worker = self._worker(key, str(device))
         try:
             worker.conn.send_bytes(message)
         except (BrokenPipeError, OSError):  # a worker that died idle: start a fresh one once
             self._retire(key, kill=True)
-            worker = self._worker(key, str(device))
+            worker = self._worker(key, source, str(device))
             worker.conn.send_bytes(message)
         self.runs += 1
         limit = self.limits.timeout_s if timeout_s is None else timeout_s
         ok = False
         start = time.perf_counter()
         try:
-            state = self._serve(worker, spec.name, limit, cache, original_key, forget_hash)
+            state = self._serve(worker, spec.name, limit, cache, run.original_key, run.forget_hash, source.family)
             self.last_job_seconds = time.perf_counter() - start
             model = copy.deepcopy(original).to("cpu")
             try:
@@ -352,11 +378,11 @@ class Isolation:
                 self._retire(key, kill=True)
 
     def _serve(self, worker: _Worker, method: str, limit: float, cache, original_key: str | None,
-               forget_hash: str | None) -> dict[str, torch.Tensor]:
+               forget_hash: str | None, family: str) -> dict[str, torch.Tensor]:
         """Answer the worker's cache requests until it sends its result, dies, or runs out of time."""
         deadline = time.monotonic() + limit
         locks = contextlib.ExitStack()
-        pending_put: tuple[str, str] | None = None
+        pending_put: tuple[str, str, str] | None = None
         with locks:
             while True:
                 remaining = deadline - time.monotonic()
@@ -380,7 +406,7 @@ class Isolation:
                         raise MethodFault("failed", "the method process sent a malformed result")
                     return self._decode_state(blob, method)
                 if op == "cache_get":
-                    pending_put = self._cache_get(worker, header, cache, original_key, forget_hash, locks)
+                    pending_put = self._cache_get(worker, header, cache, original_key, forget_hash, family, locks)
                 elif op == "cache_put" and pending_put is not None and blob is not None:
                     self._cache_put(cache, pending_put, blob, locks)
                     pending_put = None
@@ -399,15 +425,16 @@ class Isolation:
             raise MethodFault("invalid", f"method {method!r} returned something other than a state dict")
         return state
 
-    def _cache_get(self, worker: _Worker, header: dict, cache, original_key, forget_hash,
-                   locks: contextlib.ExitStack) -> tuple[str, str] | None:
+    def _cache_get(self, worker: _Worker, header: dict, cache, original_key, forget_hash, family: str,
+                   locks: contextlib.ExitStack) -> tuple[str, str, str] | None:
         name, params = header.get("name"), header.get("params")
         if not (isinstance(name, str) and _SAFE_NAME.match(name) and ".." not in name and isinstance(params, dict)):
             raise MethodFault("failed", f"task.cached: name must match {_SAFE_NAME.pattern}, got {name!r}")
         if cache is None or not original_key or not forget_hash:
             _send(worker.conn, {"hit": False, "store": False})
             return None
-        kind, key = f"derived-{name}", derived_key(name, params, original_key, forget_hash)
+        # The family comes from the parent's registry: a plugin cannot read or write another family's artifacts.
+        kind, key = f"derived-{name}", derived_key(name, params, original_key, forget_hash, family)
         # Held until the worker stores what it computes, so concurrent runs compute an artifact once.
         locks.enter_context(cache.lock(kind, key))
         try:
@@ -423,14 +450,14 @@ class Isolation:
             cache.discard(kind, key)
         cache.misses += 1
         _send(worker.conn, {"hit": False})
-        return kind, key
+        return kind, key, family
 
     @staticmethod
-    def _cache_put(cache, target: tuple[str, str], blob: bytes, locks: contextlib.ExitStack) -> None:
-        kind, key = target
+    def _cache_put(cache, target: tuple[str, str, str], blob: bytes, locks: contextlib.ExitStack) -> None:
+        kind, key, family = target
         try:
             value = _from_bytes(blob)  # weights_only: tensors and plain containers, nothing executable
         except Exception as exc:
             raise MethodFault("failed", f"task.cached({kind[8:]!r}) returned an object that is not tensors or "
                                         f"plain containers: {str(exc)[:300]}") from exc
-        cache.save(kind, key, value, parts={"name": kind[8:]})
+        cache.save(kind, key, value, parts={"name": kind[8:], "family": family})

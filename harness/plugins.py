@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
-import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import plugin_proxy
+from harness.plugin_import import import_plugin_file
+from harness.plugin_import import short_error as _short_error
 from harness.registry import METHODS, PluginError, ensure_builtins
 
 ENTRY_POINT_GROUP = "unlearn_bench.methods"
@@ -26,36 +26,15 @@ class PluginFailure:
         return f"plugin:{self.plugin}"
 
 
-def _short_error(exc: BaseException) -> str:
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" (at {Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
 def load_plugin_file(path: str | Path) -> list[str]:
-    """Import a plugin file; returns the names it registered. Raises PluginError on any problem."""
-    ensure_builtins()
-    path = Path(path)
-    if not path.is_file():
-        raise PluginError(f"plugin {path}: file not found")
-    before = set(METHODS)
-    module_name = f"unlearn_bench_plugin_{path.stem.replace('-', '_')}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"plugin {path.name}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except PluginError as exc:
-        raise PluginError(f"plugin {path.name}: {exc}") from exc
-    except BaseException as exc:
-        sys.modules.pop(module_name, None)
-        raise PluginError(f"plugin {path.name} failed to import: {_short_error(exc)}") from exc
-    added = sorted(set(METHODS) - before)
-    if not added:
-        raise PluginError(f"plugin {path.name} registered no method (decorate a function with @register_method)")
-    return added
+    """Load a plugin file; returns the names it registered. Raises PluginError on any problem.
+
+    The harness process never runs the plugin's code: it is imported and described inside its sandbox
+    and registered here as proxies (harness/plugin_proxy.py).
+    """
+    if plugin_proxy.enabled():
+        return plugin_proxy.load_file(path)
+    return import_plugin_file(path)
 
 
 def load_plugins(paths: list[str] | None, entry_points: bool = True) -> tuple[list[str], list[PluginFailure]]:
@@ -85,6 +64,12 @@ def load_entry_points() -> tuple[list[str], list[PluginFailure]]:
         if ep.value in _LOADED_ENTRY_POINTS:
             continue
         _LOADED_ENTRY_POINTS.add(ep.value)
+        if plugin_proxy.enabled():  # described in its sandbox, registered here as proxies
+            try:
+                names += plugin_proxy.load_entry_point(ep)
+            except PluginError as exc:
+                failures.append(PluginFailure(ep.name, str(exc)))
+            continue
         before = set(METHODS)
         try:
             ep.load()

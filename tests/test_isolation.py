@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
+import math
 import statistics
 import textwrap
 import time
@@ -13,14 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.execution import call_method, task_from_data
-from harness.integrity import oracle_copy_reason, state_hash
+from harness.artifacts import get_oracle
+from harness.cache import ArtifactCache
+from harness.execution import build_task, call_method, task_memoizer
+from harness.integrity import COPY_TV_FRACTION, functional_copy_check, oracle_copy_reason, state_hash
 from harness.isolation import Isolation, IsolationLimits, MethodFault
 from harness.plugins import load_plugin_file
 from harness.registry import get_method
 from harness.runner import RunOptions, run_suite
 from harness.splits import hash_indices
-from harness.task import TensorData
 
 
 def _plugin(tmp_path: Path, body: str, **names: str) -> tuple[str, Path]:
@@ -32,19 +36,8 @@ def _plugin(tmp_path: Path, body: str, **names: str) -> tuple[str, Path]:
     return name, path
 
 
-def _data(world):
-    split = world.split
-    return (TensorData(world.data.train_x[split.forget], world.data.train_y[split.forget]),
-            TensorData(world.data.train_x[split.retain], world.data.train_y[split.retain]))
-
-
 def _run(iso: Isolation, world, name: str, hparams: dict | None = None, cache=None, original_key=None):
-    spec = get_method(name)
-    forget, retain = _data(world)
-    hp = {**spec.hparams, **(hparams or {})}
-    return iso.run(spec, hp, world.original, world.suite.model, forget, retain, world.data.num_classes,
-                   world.split.scenario.kind, world.split.scenario.forget_class, torch.device("cpu"), 0,
-                   cache=cache, original_key=original_key, forget_hash=hash_indices(world.split.forget))
+    return iso.run(world.run(get_method(name), hparams, original_key=original_key), cache=cache)
 
 
 PROBE = '''
@@ -53,24 +46,26 @@ import torch
 from harness import register_method
 
 @register_method("METHOD", needs_retain=True)
-def probe(task, *, out: str = "", needle: str = ""):
-    """Look everywhere in this process for the oracle, the test images and the cache location."""
+def probe(task, *, oracle_hash: str = "", test_hash: str = "", needle: str = ""):
+    """Look everywhere in this process for the oracle, the test images and the cache location.
+
+    The sandbox lets nothing out but the answer, so the findings travel in the error of a failed row.
+    """
     from harness.integrity import state_hash
-    modules, tensors, strings = [], [], 0
+    found = {"oracle": False, "test": False, "strings": 0}
     for obj in gc.get_objects():
         if isinstance(obj, torch.nn.Module):
-            modules.append(state_hash(obj))
+            found["oracle"] |= state_hash(obj) == oracle_hash
         elif isinstance(obj, torch.Tensor) and obj.dim() == 4:
-            tensors.append(hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
+            digest = hashlib.sha256(obj.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+            found["test"] |= digest == test_hash
         elif isinstance(obj, (dict, list, tuple)):
             values = obj.values() if isinstance(obj, dict) else obj
-            strings += sum(1 for v in values if isinstance(v, str) and needle and needle in v)
-    referrers = [type(r).__name__ for r in gc.get_referrers(task)]
-    env = [k for k, v in os.environ.items() if k.startswith("UNLEARN_BENCH") or (needle and needle in v)]
-    with open(out, "w") as handle:
-        json.dump({"modules": modules, "tensors": tensors, "strings": strings, "env": env,
-                   "referrers": referrers, "task_fields": sorted(vars(task))}, handle)
-    return task.model
+            found["strings"] += sum(1 for v in values if isinstance(v, str) and needle and needle in v)
+    found["referrers"] = [type(r).__name__ for r in gc.get_referrers(task)]
+    found["env"] = [k for k, v in os.environ.items() if k.startswith("UNLEARN_BENCH") or (needle and needle in v)]
+    found["task_fields"] = sorted(vars(task))
+    raise RuntimeError("PROBE " + json.dumps(found))
 '''
 
 
@@ -78,48 +73,55 @@ def _tensor_hash(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
+def _probe_findings(row: dict) -> dict:
+    assert row["status"] == "failed" and "PROBE " in row["error"], row["error"]
+    return json.loads(row["error"].rsplit("PROBE ", 1)[1])
+
+
 def test_worker_finds_no_oracle_test_data_or_cache_path(tmp_path, digits_random, monkeypatch):
     """Walk every object in the worker: no oracle, no test images, no cache path; in-process would leak."""
     world = digits_random
     monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(world.cache.root))
     name, _ = _plugin(tmp_path, PROBE)
-    oracle_hash, test_hash = state_hash(world.oracle), _tensor_hash(world.data.test_x)
+    # Accuracy only: no shadow runs, so the probe's first call is the main run, with the oracles loaded.
+    suite = dataclasses.replace(world.suite, evaluate={**world.suite.evaluate, "evaluators": ["accuracy"]})
     found = {}
     for isolate in (True, False):
-        out = tmp_path / f"probe-{isolate}.json"
         options = RunOptions(methods=[name], seeds=[0], scenarios=["random-10"], results_root=tmp_path / f"r{isolate}",
                              cache_dir=world.cache.root, isolate=isolate, progress=False,
-                             overrides={name: {"out": str(out), "needle": str(world.cache.root)}})
-        summary = run_suite(world.suite, options)
-        assert [r["status"] for r in summary.rows] == ["ok"], summary.rows
-        found[isolate] = json.loads(out.read_text())
+                             overrides={name: {"oracle_hash": state_hash(world.oracle),
+                                               "test_hash": _tensor_hash(world.data.test_x),
+                                               "needle": str(world.cache.root)}})
+        summary = run_suite(suite, options)
+        assert len(summary.rows) == 1
+        found[isolate] = _probe_findings(summary.rows[0])
     inside = found[True]
-    assert oracle_hash not in inside["modules"]
-    assert test_hash not in inside["tensors"]
+    assert not inside["oracle"] and not inside["test"]
     assert inside["strings"] == 0 and inside["env"] == []
     assert inside["task_fields"] == sorted(["model", "forget", "retain", "num_classes", "scenario_kind", "device",
                                             "generator", "forget_class", "augment", "progress", "_fresh_model",
                                             "_memoize"])
     # The same probe run in-process does find them: the test can see a leak when there is one.
-    assert oracle_hash in found[False]["modules"]
-    assert test_hash in found[False]["tensors"]
+    assert found[False]["oracle"] and found[False]["test"]
 
 
 def test_cached_artifacts_go_through_the_parent(tmp_path, digits_random):
     world = digits_random
-    marker = tmp_path / "computed"
-    name, _ = _plugin(tmp_path, f'''
+    name, _ = _plugin(tmp_path, '''
         import torch
         from harness import register_method
+
+        COMPUTED = []  # the worker is reused across this method's runs: counts its computations
 
         @register_method("METHOD", needs_retain=False)
         def cacher(task):
             def compute():
-                with open({str(marker)!r}, "a") as handle:
-                    handle.write("x")
-                return {{"adv": task.forget.x[:5] * 2, "eps": torch.tensor(0.1)}}
-            art = task.cached("advset", {{"eps": 0.1}}, compute)
+                COMPUTED.append(1)
+                return {"adv": task.forget.x[:5] * 2, "eps": torch.tensor(0.1)}
+            art = task.cached("advset", {"eps": 0.1}, compute)
             assert torch.equal(art["adv"], task.forget.x[:5] * 2)
+            if len(COMPUTED) != 1:
+                raise RuntimeError(f"computed {len(COMPUTED)} times")
             return task.model
     ''')
     from harness.cache import ArtifactCache
@@ -128,9 +130,9 @@ def test_cached_artifacts_go_through_the_parent(tmp_path, digits_random):
     with Isolation(IsolationLimits(timeout_s=120, memory_mb=2048)) as iso:
         for _ in range(2):
             _run(iso, world, name, cache=cache, original_key="orig-key")
-    assert marker.read_text() == "x"  # computed once, then served by the parent from the cache
+        assert iso.restarts == 0  # one worker served both runs, so COMPUTED saw both
     assert len(list((tmp_path / "cache" / "derived-advset").glob("*.pt"))) == 1
-    assert (cache.hits, cache.misses) == (1, 1)
+    assert (cache.hits, cache.misses) == (1, 1)  # computed once, then served by the parent from the cache
 
 
 @pytest.mark.parametrize("body, status, text", [
@@ -194,8 +196,46 @@ def test_oracle_copies_are_detected(digits_random):
     assert oracle_copy_reason(world.original, world.oracle, world.original) is None
 
 
-def test_a_plugin_that_returns_the_cached_oracle_gets_an_invalid_row(tmp_path, digits_random):
-    """A hostile plugin reads the oracle file from the cache folder (it is on disk) and returns it."""
+def test_the_functional_check_with_one_and_two_oracles(digits_random):
+    world = digits_random
+    second = get_oracle(world.suite, world.data, world.cache, world.split, torch.device("cpu"), 1).model
+    x = world.data.test_x
+    one = functional_copy_check(world.original, [world.oracle], world.original, x)
+    assert one.reason is None and one.check == "weights only (1 oracle)" and math.isnan(one.oracle_pair_tv)
+    assert "identical" in functional_copy_check(copy.deepcopy(world.oracle), [world.oracle], world.original, x).reason
+    two = functional_copy_check(world.original, [world.oracle, second], world.original, x)
+    assert two.reason is None and two.oracle_pair_tv > 0 and two.check == "weights+function"
+    # Oracle 0 (it shares the original's initialisation, so it is close to it in weights) with 0.1% weight
+    # noise: a functional copy; with one oracle there is no floor and the weight check lets it pass.
+    noisy = copy.deepcopy(world.oracle)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.mul_(1 + 1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    flagged = functional_copy_check(noisy, [world.oracle, second], world.original, x)
+    assert "predictions on held-out examples copy oracle 0" in flagged.reason
+    assert flagged.copy_tv < COPY_TV_FRACTION * flagged.oracle_pair_tv
+    assert functional_copy_check(noisy, [world.oracle], world.original, x).reason is None
+    with pytest.raises(ValueError, match="held-out inputs"):
+        functional_copy_check(world.original, [world.oracle], world.original, x[:0])
+    with pytest.raises(ValueError, match="at least one oracle"):
+        functional_copy_check(world.original, [], world.original, x)
+
+
+def test_task_memoizer_scopes_artifacts_by_family(tmp_path):
+    """In-process (``--no-isolation``) task.cached: the same name and parameters, two families, two slots."""
+    cache = ArtifactCache(tmp_path)
+    forget = torch.arange(5)
+    ours = task_memoizer(cache, "orig", hash_indices(forget), "module:methods.amun")
+    theirs = task_memoizer(cache, "orig", hash_indices(forget), "plugin:evil:0123")
+    assert ours("adv", {"eps": 1}, lambda: torch.ones(2)).tolist() == [1.0, 1.0]
+    assert theirs("adv", {"eps": 1}, lambda: torch.zeros(2)).tolist() == [0.0, 0.0]
+    assert ours("adv", {"eps": 1}, lambda: torch.full((2,), 7.0)).tolist() == [1.0, 1.0]
+    assert len(list((tmp_path / "derived-adv").glob("*.pt"))) == 2
+
+
+def test_a_plugin_that_returns_the_cached_oracle_gets_an_invalid_row(tmp_path, digits_random, monkeypatch):
+    """Without the sandbox a hostile plugin reads the oracle file from the cache folder and returns it."""
+    monkeypatch.setenv("UNLEARN_BENCH_SANDBOX", "none")  # the sandbox would hide the file (tests/test_sandbox.py)
     world = digits_random
     from harness.artifacts import model_key
 
@@ -220,6 +260,7 @@ def test_a_plugin_that_returns_the_cached_oracle_gets_an_invalid_row(tmp_path, d
                              overrides={name: {"noise": noise}})
         row = run_suite(world.suite, options).rows[0]
         assert row["status"] == "invalid" and reason in row["error"], row["error"]
+        assert row["sandbox"] == "none"
 
 
 @pytest.mark.slow
@@ -234,13 +275,10 @@ def test_isolation_overhead_per_run(tmp_path, digits_random, capsys):
             return task.model
     ''')
     spec = get_method(name)
-    forget, retain = _data(world)
     n = 15
 
     def inproc() -> None:
-        task = task_from_data(spec, __import__("copy").deepcopy(world.original), forget, retain,
-                              world.data.num_classes, "random", None, torch.device("cpu"), 0)
-        call_method(spec, task, {})
+        call_method(spec, build_task(world.run(spec)), {})
 
     def timed(fn) -> float:
         start = time.perf_counter()
