@@ -2,7 +2,10 @@
 
 An *entry* is a method with one hyper-parameter configuration (``config_hash``); two configurations of
 one method are two entries, labelled ``method [hash]``. Rows that failed are counted per entry, never
-averaged; rows that fail the integrity checks form separate, unranked entries marked unverified.
+averaged; rows that fail the integrity checks form separate, unranked entries marked unverified; entries
+whose runs mostly returned the original (``noop``) are labelled no-op and not ranked. Each ranked entry gets a
+verdict against the ``retrain`` floor row (``leaderboard.verdicts``); rankings across scenarios are in
+``leaderboard.overall``, and ``leaderboard.board`` puts a suite's scenarios together.
 """
 
 from __future__ import annotations
@@ -14,13 +17,28 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.registry import did_you_mean
-from leaderboard.stats import ALPHA, holm, paired_test, rank_values, summarize
+from harness.membership import percentile_interval
+from harness.names import did_you_mean
+from leaderboard.shadows import (
+    N_BOOT,
+    ShadowTables,
+    cluster_column,
+    compare_tables,
+    draws_of,
+    resamplable,
+    shared_shadows,
+)
+from leaderboard.stats import ALPHA, LEVEL, rank_values, summarize
+from leaderboard.verdicts import FLOOR, NO_OP, NOT_TESTED, Verdict, seed_verdicts, shadow_verdicts
+from leaderboard.verification import entry_recheck
 
 ORACLE = "retrain"
 RUNTIME = ("time_ratio", "wall_time_s")  # lower is better; not part of metric_meta
+HEADLINES = ("avg_gap", "avg_gap_rmia")  # mean gaps to the oracles (harness.protocol); lower is better
 NOT_OK = ("failed", "timeout", "invalid", "unreadable")
 HASH_CHARS = 6
+NOOP_SHARE = 0.5  # an entry is a no-op when more than this share of its successful seeds are
+UNSANDBOXED = {"none": "no sandbox", "off": "no isolation (--no-isolation)"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,9 @@ class Metric:
     unit: str = ""
     evaluator: str = ""
     per_method: bool = False  # one value per method configuration (shadow-bank attacks), shared by all seeds
+    scenarios: tuple[str, ...] = ("random", "class")  # scenario kinds where the metric is meaningful
+    headline: bool = False  # a mean of gaps (avg_gap, avg_gap_rmia): its own column, no gap_ column
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,16 @@ class SortKey:
         via = f" (its gap to the oracle, {self.column})" if self.column != self.requested else ""
         return f"{self.requested}{via}, {how}"
 
+    @property
+    def is_gap(self) -> bool:
+        """A distance to the oracles, so the floor row's value is the margin of practical equivalence."""
+        return self.column in HEADLINES or self.column.startswith("gap_")
+
+
+def scenario_kind(scenario: str) -> str:
+    """'random' or 'class' from a scenario name such as 'random-10' or 'class-0'."""
+    return str(scenario).split("-", 1)[0]
+
 
 def metric_meta(frame: pd.DataFrame) -> dict[str, Metric]:
     """Union of the rows' ``metric_meta`` JSON: scored metrics (not direction 'info') that have a column."""
@@ -60,18 +91,27 @@ def metric_meta(frame: pd.DataFrame) -> dict[str, Metric]:
         except (TypeError, ValueError):
             continue
         for name, info in meta.items():
-            # 'info' columns (shadow counts, a neighbour class index) describe a run; they are not scored.
-            if name not in found and name in frame and info.get("direction") != "info":
-                found[name] = Metric(name, info.get("direction", "match-oracle"), bool(info.get("in_avg_gap")),
-                                     bool(info.get("reconstructed")), str(info.get("unit", "")),
-                                     str(info.get("evaluator", "")), bool(info.get("per_method")))
-    # Evaluator by evaluator (as registered), then by name: related metrics stay next to each other.
-    return dict(sorted(found.items(), key=lambda kv: (kv[1].evaluator, kv[0])))
+            # 'info' columns (shadow counts, bootstrap ends) describe a run; they are not scored.
+            if name in found or name not in frame or info.get("direction") == "info":
+                continue
+            headline = name in HEADLINES or "terms" in info
+            found[name] = Metric(name, "lower" if headline else info.get("direction", "match-oracle"),
+                                 bool(info.get("in_avg_gap")), bool(info.get("reconstructed")),
+                                 str(info.get("unit", "")), str(info.get("evaluator", "")),
+                                 bool(info.get("per_method")), tuple(info.get("scenarios", ("random", "class"))),
+                                 headline, str(info.get("description", "")))
+    # Headlines first, then evaluator by evaluator (as registered), then by name: related metrics stay together.
+    return dict(sorted(found.items(), key=lambda kv: (not kv[1].headline, kv[1].evaluator, kv[0])))
+
+
+def scored(meta: dict[str, Metric]) -> dict[str, Metric]:
+    """The metrics proper (no headlines)."""
+    return {k: m for k, m in meta.items() if not m.headline}
 
 
 def sort_key(metric: str, meta: dict[str, Metric], frame: pd.DataFrame | None = None) -> SortKey:
     """Resolve ``--sort``: gaps and runtime rank lower-first; match-oracle metrics rank by their gap."""
-    if metric == "avg_gap" or metric.startswith("gap_") or metric in RUNTIME:
+    if metric in HEADLINES or metric.startswith("gap_") or metric in RUNTIME or (meta.get(metric) and meta[metric].headline):
         if frame is not None and metric not in frame and metric != "avg_gap":
             raise KeyError(f"unknown sort metric {metric!r}{did_you_mean(metric, _sortable(meta, frame))}")
         return SortKey(metric, metric, True)
@@ -85,33 +125,49 @@ def sort_key(metric: str, meta: dict[str, Metric], frame: pd.DataFrame | None = 
 
 def _sortable(meta: dict[str, Metric], frame: pd.DataFrame | None) -> list[str]:
     gaps = [c for c in (frame.columns if frame is not None else []) if str(c).startswith("gap_")]
-    return ["avg_gap", *meta, *gaps, *RUNTIME]
+    return [*HEADLINES, *meta, *gaps, *RUNTIME]
+
+
+def per_method(col: str, meta: dict[str, Metric]) -> bool:
+    info = meta.get(col.removeprefix("gap_"))
+    return info is not None and info.per_method
 
 
 def value_columns(frame: pd.DataFrame, meta: dict[str, Metric]) -> list[str]:
-    """Every numeric column aggregated per entry: avg_gap, metrics, their gaps, runtime."""
-    cols = ["avg_gap", *meta, *(f"gap_{m}" for m in meta), *RUNTIME]
+    """Every numeric column aggregated per entry: headlines, metrics, their gaps, runtime."""
+    metrics = scored(meta)
+    cols = [*HEADLINES, *metrics, *(f"gap_{m}" for m in metrics), *RUNTIME]
     return [c for c in dict.fromkeys(cols) if c in frame]
 
 
 def entry_labels(frame: pd.DataFrame) -> pd.Series:
-    """``method`` or, where a method has several configurations, ``method [config hash prefix]``."""
-    configs = frame.groupby("method")["config_hash"].nunique()
+    """``method`` or, where a method has several configurations in one scenario kind, ``method [config hash
+    prefix]``: settings tuned per scenario kind (docs/tuning.md) are one entry, not one per kind."""
+    kinds = frame["scenario"].map(scenario_kind) if "scenario" in frame else pd.Series("", index=frame.index)
+    configs = frame.assign(_kind=kinds).groupby(["method", "_kind"])["config_hash"].nunique().groupby(level=0).max()
     return pd.Series([f"{m} [{str(h)[:HASH_CHARS]}]" if configs.get(m, 1) > 1 else str(m)
                       for m, h in zip(frame["method"], frame["config_hash"])], index=frame.index)
 
 
 @dataclass
 class ScenarioBoard:
-    """One scenario's leaderboard: a row per entry, with statistics, ranks and significance vs the best."""
+    """One scenario's leaderboard: a row per entry, with statistics, ranks and a verdict against the floor."""
 
     suite: str
     scenario: str
     table: pd.DataFrame  # one row per entry (see ``aggregate_scenario`` for the columns)
     sort: SortKey
     seeds: list[int]
-    best: str | None
+    floor: str | None  # entry label of the retrain floor row
+    margin: float  # equivalence margin (NaN: no floor measured, or the ranking metric is not a gap)
+    margin_note: str  # how the margin was obtained, or why there is none
+    per_seed: pd.DataFrame  # seed x ranked entry: the ranking metric (seed metrics only)
+    draws: pd.DataFrame | None = None  # bootstrap draw x ranked entry: gap draws over shadows (per-method metrics)
     provenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return scenario_kind(self.scenario)
 
 
 def _status_counts(rows: pd.DataFrame) -> dict[str, int]:
@@ -119,103 +175,212 @@ def _status_counts(rows: pd.DataFrame) -> dict[str, int]:
     return {"failed": int(status.isin(NOT_OK).sum()), "skipped": int((status == "skipped").sum())}
 
 
+def _flags(good: pd.DataFrame, group: pd.DataFrame, reference: bool) -> dict:
+    """No-op (most successful seeds returned the original's outputs) and how the method's runs were isolated
+    (references run no user code, so their sandbox setting is not marked)."""
+    noop_seeds = int(good["noop"].fillna(False).astype(bool).sum()) if "noop" in good else 0
+    sandbox = sorted({str(s) for s in group["sandbox"].dropna()}) if "sandbox" in group else []
+    unsandboxed = "" if reference else "; ".join(UNSANDBOXED[s] for s in sandbox if s in UNSANDBOXED)
+    return {"noop_seeds": noop_seeds, "noop": len(good) > 0 and noop_seeds > NOOP_SHARE * len(good),
+            "sandbox": ", ".join(sandbox), "unsandboxed": unsandboxed}
+
+
+def _tuning(group: pd.DataFrame) -> dict:
+    """How the configuration was tuned (``unlearn-bench tune``; rows from before it have no such columns)."""
+    def first(col: str, default):
+        return group[col].dropna().iloc[0] if col in group and group[col].notna().any() else default
+
+    return {"tuning_budget": int(first("tuning_budget", 0)), "tuning_trials": int(first("tuning_trials", 0)),
+            "tuning_at_bound": str(first("tuning_at_bound", ""))}
+
+
+def _summary(good: pd.DataFrame, col: str, meta: dict[str, Metric]) -> dict[str, float]:
+    s = summarize(good[col].tolist())
+    out = {f"{col}_mean": s.mean, f"{col}_std": s.std, f"{col}_lo": s.lo, f"{col}_hi": s.hi}
+    if per_method(col, meta):
+        # Every seed repeats the one value: an interval over seeds would claim a precision it lacks. The metric
+        # itself carries its interval over shadow models when the evaluator stored one.
+        out.update({f"{col}_std": math.nan, f"{col}_lo": math.nan, f"{col}_hi": math.nan})
+        if not col.startswith("gap_") and f"{col}_boot_lo" in good:
+            out[f"{col}_lo"] = summarize(good[f"{col}_boot_lo"].tolist()).mean
+            out[f"{col}_hi"] = summarize(good[f"{col}_boot_hi"].tolist()).mean
+    return out
+
+
 def aggregate_scenario(rows: pd.DataFrame, meta: dict[str, Metric], sort: SortKey, suite: str, scenario: str,
-                       alpha: float = ALPHA) -> ScenarioBoard:
+                       alpha: float = ALPHA, tables: ShadowTables | None = None) -> ScenarioBoard:
     """Statistics per entry of one scenario. Columns: entry, method, method_kind, config_hash, hparams,
-    verified, integrity, n, n_expected, failed, seeds, ``<col>_{mean,std,lo,hi}`` per value column, rank,
-    vs_best_{test,n,p,p_holm}, tied."""
+    verified, integrity, n, n_expected, failed, skipped, seeds, noop, noop_seeds, sandbox, unsandboxed,
+    ``<col>_{mean,std,lo,hi}`` per value column, rank, within_floor and the verdict ``vs_floor_*``."""
     columns = value_columns(rows, meta)
     ok = rows[rows["status"] == "ok"]
     expected_seeds = sorted({int(s) for s in ok.loc[ok["verified"], "seed"]})
     records = []
-    group_keys = ["entry", "method", "config_hash", "verified"]
-    for (entry, method, chash, verified), group in rows.groupby(group_keys, sort=False, dropna=False):
+    for (entry, method, chash, verified), group in rows.groupby(["entry", "method", "config_hash", "verified"],
+                                                                sort=False, dropna=False):
         good = group[group["status"] == "ok"]
+        kind = str(group["method_kind"].dropna().iloc[0]) if group["method_kind"].notna().any() else ""
         record = {
-            "entry": entry, "method": method, "config_hash": chash, "verified": bool(verified),
-            "method_kind": str(group["method_kind"].dropna().iloc[0]) if group["method_kind"].notna().any() else "",
+            "entry": entry, "method": method, "config_hash": chash, "verified": bool(verified), "method_kind": kind,
             "hparams": str(group["hparams"].dropna().iloc[0]) if group["hparams"].notna().any() else "{}",
             "integrity": "; ".join(sorted({r for r in group["integrity"] if r})),
+            "recheck": entry_recheck(group["recheck"]) if "recheck" in group else "",
             "n": int(good["seed"].nunique()), "n_expected": len(expected_seeds),
             "seeds": sorted(int(s) for s in good["seed"].unique()),
-            **_status_counts(group),
+            **_status_counts(group), **_flags(good, group, kind == "reference"), **_tuning(group),
         }
         for col in columns:
-            s = summarize(good[col].tolist())
-            record.update({f"{col}_mean": s.mean, f"{col}_std": s.std, f"{col}_lo": s.lo, f"{col}_hi": s.hi})
-            info = meta.get(col.removeprefix("gap_"))
-            if info is not None and info.per_method:
-                # Every seed repeats the same value: an interval over seeds would claim a precision it lacks.
-                record.update({f"{col}_std": math.nan, f"{col}_lo": math.nan, f"{col}_hi": math.nan})
+            record.update(_summary(good, col, meta))
         records.append(record)
     table = pd.DataFrame.from_records(records)
-    best = _rank_and_test(table, ok, sort, alpha)
-    table = _display_order(table, sort)
-    return ScenarioBoard(suite, scenario, table.reset_index(drop=True), sort, expected_seeds, best,
-                         provenance(rows))
+    board = ScenarioBoard(suite, scenario, table, sort, expected_seeds, None, math.nan, "", pd.DataFrame(),
+                          provenance=provenance(rows))
+    _rank(board)
+    _judge(board, ok[ok["verified"]], meta, alpha, tables)
+    board.table = _display_order(board.table, sort).reset_index(drop=True)
+    return board
+
+
+def is_floor(table: pd.DataFrame) -> pd.Series:
+    return (table["method"] == ORACLE) & (table["method_kind"] == "reference")
 
 
 def rankable(table: pd.DataFrame, sort: SortKey) -> pd.Series:
-    """Entries that compete: verified, not a reference, with at least one successful seed."""
+    """Entries that compete: verified, not a reference, not a no-op, with a value of the ranking metric."""
     mean = table.get(f"{sort.column}_mean", pd.Series(math.nan, index=table.index))
-    return table["verified"] & (table["method_kind"] != "reference") & (table["n"] > 0) & mean.notna()
+    return (table["verified"] & (table["method_kind"] != "reference") & (table["n"] > 0) & mean.notna()
+            & ~table["noop"].astype(bool))
 
 
-def _rank_and_test(table: pd.DataFrame, ok: pd.DataFrame, sort: SortKey, alpha: float) -> str | None:
-    """Rank competing entries; test each against the best, paired by seed (same split and original)."""
-    for col, default in (("rank", math.nan), ("vs_best_test", ""), ("vs_best_n", 0), ("vs_best_p", math.nan),
-                         ("vs_best_p_holm", math.nan), ("vs_best_diff", math.nan), ("tied", None),
-                         ("vs_best_state", "")):
-        table[col] = default
-    table["tied"] = table["tied"].astype(object)
+def _rank(board: ScenarioBoard) -> None:
+    table, sort = board.table, board.sort
+    table["rank"] = math.nan
     competing = rankable(table, sort)
-    if not competing.any():
-        return None
-    means = table.loc[competing, f"{sort.column}_mean"]
-    table.loc[competing, "rank"] = rank_values(means.tolist(), sort.lower_is_better)
-    # The reference for the tests is the best entry with every seed of the scenario (an entry still missing
-    # seeds could not be paired with the others); only when no entry is complete, the best overall.
-    complete = means[table.loc[competing, "n"] == table.loc[competing, "n_expected"]]
-    pool = complete if len(complete) else means
-    best_index = pool.idxmin() if sort.lower_is_better else pool.idxmax()
-    best = table.at[best_index, "entry"]
-    verified_ok = ok[ok["verified"]]
-    best_rows = _per_seed(verified_ok, best)
-    others = [i for i in table.index[competing] if i != best_index]
-    tests = {}
-    for i in others:
-        mine = _per_seed(verified_ok, table.at[i, "entry"])
-        paired = mine.merge(best_rows, left_index=True, right_index=True, suffixes=("_a", "_b"))
-        # Only seeds on the same split and the same original are a fair pair.
-        paired = paired[(paired["split_hash_a"] == paired["split_hash_b"])
-                        & (paired["original_key_a"] == paired["original_key_b"])]
-        tests[i] = paired_test(paired[f"{sort.column}_a"].tolist(), paired[f"{sort.column}_b"].tolist(),
-                               sort.lower_is_better)
-    adjusted = holm([t.p for t in tests.values()])
-    for (i, t), p_adj in zip(tests.items(), adjusted):
-        table.at[i, "vs_best_test"], table.at[i, "vs_best_n"] = t.test, t.n
-        table.at[i, "vs_best_p"], table.at[i, "vs_best_p_holm"], table.at[i, "vs_best_diff"] = t.p, p_adj, t.mean_diff
-        table.at[i, "tied"] = None if math.isnan(p_adj) else bool(p_adj >= alpha)
-        # Two-sided test: an entry with fewer seeds (not the reference) can be significantly better.
-        favourable = t.mean_diff < 0 if sort.lower_is_better else t.mean_diff > 0
-        if table.at[i, "tied"] is False:
-            table.at[i, "vs_best_state"] = "better" if favourable else "worse"
-        elif table.at[i, "tied"] is True:
-            table.at[i, "vs_best_state"] = "tied"
-    table.at[best_index, "vs_best_test"] = "best"
-    return str(best)
+    if competing.any():
+        table.loc[competing, "rank"] = rank_values(table.loc[competing, f"{sort.column}_mean"].tolist(),
+                                                   sort.lower_is_better)
 
 
 def _per_seed(ok: pd.DataFrame, entry: str) -> pd.DataFrame:
-    rows = ok[ok["entry"] == entry].drop_duplicates("seed", keep="last").set_index("seed")
-    keep = [c for c in rows.columns if c not in ("entry",)]
-    return rows[keep]
+    return ok[ok["entry"] == entry].drop_duplicates("seed", keep="last").set_index("seed")
+
+
+def _verdict_columns(table: pd.DataFrame) -> None:
+    for col, default in (("vs_floor_state", ""), ("vs_floor_unit", ""), ("vs_floor_n", 0),
+                         ("vs_floor_diff", math.nan), ("vs_floor_lo", math.nan), ("vs_floor_hi", math.nan),
+                         ("vs_floor_test", ""), ("vs_floor_p", math.nan), ("vs_floor_p_holm", math.nan),
+                         ("vs_floor_p_equiv", math.nan), ("vs_floor_p_equiv_holm", math.nan),
+                         ("within_floor", False)):
+        table[col] = default
+    table["within_floor"] = table["within_floor"].astype(object)
+
+
+def _judge(board: ScenarioBoard, ok: pd.DataFrame, meta: dict[str, Metric], alpha: float,
+           tables: ShadowTables | None) -> None:
+    """Verdicts of the ranked entries against the retrain floor row (paired by seed, or over shadows)."""
+    table, sort = board.table, board.sort
+    _verdict_columns(table)
+    competing = rankable(table, sort)
+    board.per_seed = _ranked_per_seed(ok, table, competing, sort.column)
+    table.loc[table["noop"].astype(bool) & table["verified"] & (table["method_kind"] != "reference"),
+              "vs_floor_state"] = NO_OP
+    floors = table.index[is_floor(table) & table["verified"]]
+    if not len(floors):
+        board.margin_note = "no verified retrain floor row in this scenario: nothing to test against"
+        table.loc[competing, "vs_floor_state"] = NOT_TESTED
+        return
+    floor_i = floors[0]
+    board.floor = str(table.at[floor_i, "entry"])
+    table.at[floor_i, "vs_floor_state"] = FLOOR
+    if per_method(sort.column, meta):
+        verdicts = _shadow_judge(board, floor_i, competing, meta, alpha, tables)
+    else:
+        verdicts = _seed_judge(board, ok, floor_i, competing, alpha)
+    for i, v in verdicts.items():
+        for key, value in (("state", v.state), ("unit", v.unit), ("n", v.n), ("diff", v.diff), ("lo", v.ci_lo),
+                           ("hi", v.ci_hi), ("test", v.test), ("p", v.p), ("p_holm", v.p_holm),
+                           ("p_equiv", v.p_equiv), ("p_equiv_holm", v.p_equiv_holm)):
+            table.at[i, f"vs_floor_{key}"] = value
+
+
+def _ranked_per_seed(ok: pd.DataFrame, table: pd.DataFrame, competing: pd.Series, col: str) -> pd.DataFrame:
+    """seed x ranked entry values of the ranking metric (verified rows: canonical split and original)."""
+    return pd.DataFrame({str(e): _per_seed(ok, str(e))[col].astype(float) for e in table.loc[competing, "entry"]})
+
+
+def _seed_judge(board: ScenarioBoard, ok: pd.DataFrame, floor_i: int, competing: pd.Series,
+                alpha: float) -> dict[int, Verdict]:
+    table, sort = board.table, board.sort
+    col = sort.column
+    floor_rows = _per_seed(ok, str(table.at[floor_i, "entry"]))
+    floor_mean = float(table.at[floor_i, f"{col}_mean"]) if f"{col}_mean" in table else math.nan
+    floor_hi = float(table.at[floor_i, f"{col}_hi"]) if f"{col}_hi" in table else math.nan
+    if not sort.is_gap:
+        board.margin_note = f"no equivalence test: {col} is not a gap to the oracles"
+    elif not (math.isfinite(floor_mean) and floor_mean > 0):
+        board.margin_note = ("no equivalence test: the floor row's gap is 0 (results from before the noise floor "
+                             "was measured: one oracle, scored against itself)")
+    else:
+        board.margin = floor_mean
+        board.margin_note = f"margin ±{floor_mean:.3g} = the floor row's mean {col} over its seeds"
+    pairs = {}
+    for i in table.index[competing]:
+        mine = _per_seed(ok, str(table.at[i, "entry"]))
+        paired = mine.merge(floor_rows, left_index=True, right_index=True, suffixes=("_a", "_b"))
+        # Only seeds on the same split and the same original are a fair pair.
+        paired = paired[(paired["split_hash_a"] == paired["split_hash_b"])
+                        & (paired["original_key_a"] == paired["original_key_b"])]
+        pairs[i] = (paired[f"{col}_a"].astype(float).tolist(), paired[f"{col}_b"].astype(float).tolist())
+        mean = float(table.at[i, f"{col}_mean"])
+        bound = floor_hi if math.isfinite(floor_hi) else floor_mean
+        table.at[i, "within_floor"] = bool(math.isfinite(bound) and sort.is_gap and mean <= bound)
+    return seed_verdicts(pairs, board.margin, sort.lower_is_better, alpha)
+
+
+def _shadow_judge(board: ScenarioBoard, floor_i: int, competing: pd.Series, meta: dict[str, Metric],
+                  alpha: float, tables: ShadowTables | None) -> dict[int, Verdict]:
+    """Per-method ranking metric: paired shadow bootstrap of each entry's value against the floor's."""
+    table, sort = board.table, board.sort
+    metric = sort.column.removeprefix("gap_")
+    match_oracle = sort.column.startswith("gap_")
+    if not resamplable(metric) or tables is None:
+        board.margin_note = f"no test: {metric} is scored per method and cannot be resampled here"
+        table.loc[competing, "vs_floor_state"] = NOT_TESTED
+        return {}
+    evaluator = metric.split("_", 1)[0]
+    get = lambda i: tables.table(evaluator, board.scenario, str(table.at[i, "method"]), str(table.at[i, "config_hash"]))
+    floor_table = get(floor_i)
+    have = {i: get(i) for i in table.index[competing]}
+    missing = [str(table.at[i, "entry"]) for i, t in have.items() if t is None]
+    if floor_table is None or missing:
+        board.margin_note = ("no test: per-example tables missing for "
+                             + (", ".join(missing) if floor_table is not None else "the floor row"))
+        table.loc[competing, "vs_floor_state"] = NOT_TESTED
+        return {}
+    unit = cluster_column(floor_table)
+    shadows = shared_shadows(floor_table, *have.values())
+    floor_draws = draws_of(floor_table, metric, shadows, N_BOOT)
+    lo, hi = percentile_interval(floor_draws, LEVEL)
+    board.margin = (hi - lo) / 2
+    board.margin_note = (f"margin ±{board.margin:.3g} = half-width of the floor row's 95% bootstrap interval of "
+                         f"{metric} over {len(shadows)} shadow {unit}s")
+    keep = lambda t: t[t[unit].isin(shadows)]
+    comparisons = {i: compare_tables(metric, keep(t), keep(floor_table)) for i, t in have.items()}
+    gaps = {}
+    for i, c in comparisons.items():
+        table.at[i, "within_floor"] = bool(abs(c.diff) <= board.margin)
+        # The gap draws (|entry - floor| per resample, or the value itself) for P(best) across scenarios.
+        entry_draws = c.draws + floor_draws  # diff draws + floor draws = the entry's own draws
+        gaps[str(table.at[i, "entry"])] = np.abs(c.draws) if match_oracle else entry_draws
+    board.draws = pd.DataFrame(gaps)
+    return shadow_verdicts(comparisons, board.margin, match_oracle, sort.lower_is_better, alpha)
 
 
 def _display_order(table: pd.DataFrame, sort: SortKey) -> pd.DataFrame:
-    """References first (oracle on top), then ranked entries, then unranked ones (no seeds, unverified)."""
+    """References first (floor on top), then ranked entries, no-ops, unranked ones (no seeds), unverified."""
     is_ref = table["method_kind"] == "reference"
-    group = np.where(is_ref, 0, np.where(table["rank"].notna(), 1, np.where(table["verified"], 2, 3)))
+    group = np.where(is_ref, 0, np.where(table["rank"].notna(), 1, np.where(
+        table["noop"].astype(bool) & table["verified"], 2, np.where(table["verified"], 3, 4))))
     ref_order = np.where(table["method"] == ORACLE, 0, 1)
     value = table.get(f"{sort.column}_mean", pd.Series(math.nan, index=table.index))
     value = value if sort.lower_is_better else -value
@@ -238,7 +403,9 @@ def provenance(rows: pd.DataFrame) -> dict[str, str]:
     seeds = sorted({int(s) for s in rows.loc[rows["status"] == "ok", "seed"].dropna()})
     return {
         "suite version": values("suite_version"),
+        "suite hash": values("suite_hash"),
         "seeds": ", ".join(map(str, seeds)) or "–",
+        "oracles": values("oracles"),
         "harness": values("harness_version"),
         "git sha": values("git_sha"),
         "hardware": values("hardware"),
@@ -248,24 +415,12 @@ def provenance(rows: pd.DataFrame) -> dict[str, str]:
     }
 
 
-@dataclass
-class SuiteBoard:
-    """Every scenario of one suite, plus the average-rank summary across scenarios."""
-
-    suite: str
-    scenarios: list[ScenarioBoard]
-    meta: dict[str, Metric]
-    sort: SortKey
-    ranks: pd.DataFrame  # entry x scenario ranks, with mean_rank and n_scenarios
-    excluded_unverified: int = 0
-    unreadable: int = 0  # result files that could not be read (no scenario to put them in)
-
-
-def prepare(frame: pd.DataFrame, verified_only: bool = False, data_root: str | None = None) -> tuple[pd.DataFrame, int]:
+def prepare(frame: pd.DataFrame, verified_only: bool = False, data_root: str | None = None,
+            suite_file: str | None = None) -> tuple[pd.DataFrame, int]:
     """Integrity marks and entry labels; drops unverified rows when asked (returns how many)."""
     from leaderboard.integrity import mark_integrity
 
-    frame = mark_integrity(frame, data_root)
+    frame = mark_integrity(frame, data_root, suite_file)
     for col, default in (("method_kind", ""), ("config_hash", "-"), ("hparams", "{}"), ("seed", -1)):
         if col not in frame:
             frame[col] = default
@@ -276,36 +431,3 @@ def prepare(frame: pd.DataFrame, verified_only: bool = False, data_root: str | N
         frame = frame[frame["verified"]].copy()
     frame["entry"] = entry_labels(frame)
     return frame, dropped
-
-
-def build_suite_board(frame: pd.DataFrame, sort: str = "avg_gap", verified_only: bool = False,
-                      data_root: str | None = None, alpha: float = ALPHA) -> SuiteBoard:
-    """The leaderboard of one suite's rows."""
-    suites = frame["suite"].dropna().unique()
-    if len(suites) != 1:
-        raise ValueError(f"build_suite_board expects one suite, got {list(suites)}")
-    unreadable = int(frame["scenario"].isna().sum()) if "scenario" in frame else len(frame)
-    frame, dropped = prepare(frame[frame["scenario"].notna()] if "scenario" in frame else frame.iloc[:0],
-                             verified_only, data_root)
-    meta = metric_meta(frame)
-    key = sort_key(sort, meta, frame)
-    boards = [aggregate_scenario(rows, meta, key, str(suites[0]), str(scenario), alpha)
-              for scenario, rows in frame.groupby("scenario", sort=True)]
-    return SuiteBoard(str(suites[0]), boards, meta, key, average_ranks(boards), dropped, unreadable)
-
-
-def average_ranks(boards: list[ScenarioBoard]) -> pd.DataFrame:
-    """Rank of each competing entry per scenario, its mean over the scenarios it appears in, and how many."""
-    ranks: dict[str, dict[str, float]] = {}
-    for board in boards:
-        for entry, rank in zip(board.table["entry"], board.table["rank"]):
-            if not math.isnan(rank):
-                ranks.setdefault(entry, {})[board.scenario] = rank
-    table = pd.DataFrame.from_dict(ranks, orient="index")
-    if table.empty:
-        return pd.DataFrame(columns=["entry", "mean_rank", "n_scenarios"])
-    table = table[[b.scenario for b in boards if b.scenario in table]]
-    table["mean_rank"] = table.mean(axis=1)
-    table["n_scenarios"] = table.drop(columns="mean_rank").notna().sum(axis=1)
-    table = table.sort_values(["mean_rank", "n_scenarios"], ascending=[True, False])
-    return table.rename_axis("entry").reset_index()

@@ -1,9 +1,15 @@
-"""``unlearn-bench compare A B``: paired, per-seed statistics of two method configurations.
+"""``unlearn-bench compare A B``: paired statistics of two method configurations.
 
-For every scenario both ran, each metric is compared on the seeds where both succeeded on the same
-split and the same original: mean difference A − B with its 95% t-interval, Cohen's d_z, a paired test
-(Wilcoxon or t, see ``leaderboard.stats``), the p-value Holm-corrected across the metrics of the
-scenario, and per-seed wins. Metrics that should match the oracle are compared by their gap to it.
+For every scenario both ran, each metric is compared with its own resampling unit:
+
+* per-seed metrics, on the seeds where both succeeded on the same split and the same original: mean
+  difference A − B with its 95% t-interval, Cohen's d_z, the two-sided paired t-test and per-seed wins;
+* per-method metrics (U-LiRA: one value per configuration, the same on every seed), over shadow models: the
+  difference with its 95% percentile interval and a two-sided p from a paired bootstrap over the same
+  resampled shadows (``leaderboard.shadows``). Seeds say nothing about them, so they never enter a seed test.
+
+p-values are Holm-corrected across the metrics of the scenario. Metrics that should match the oracle are
+compared by their gap to it.
 """
 
 from __future__ import annotations
@@ -11,28 +17,43 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-from harness.registry import did_you_mean
-from leaderboard.aggregate import HASH_CHARS, Metric, SortKey, metric_meta, prepare, sort_key
-from leaderboard.format import TEST_NAMES, number, p_text
+from harness.names import did_you_mean
+from leaderboard.aggregate import (
+    HASH_CHARS,
+    ORACLE,
+    Metric,
+    SortKey,
+    metric_meta,
+    per_method,
+    prepare,
+    sort_key,
+)
+from leaderboard.format import number, p_text
+from leaderboard.shadows import N_BOOT, ShadowTables, compare_tables, resamplable
 from leaderboard.stats import ALPHA, holm, paired_test
+from leaderboard.verdicts import TEST_NAMES
 
 
 @dataclass
 class MetricComparison:
     metric: str  # the compared column (gap_<m> for metrics that should match the oracle)
     lower_is_better: bool
-    n: int
+    unit: str  # what was resampled: "seed" (pairs of seeds), or "shadow pair" / "shadow" (per-method metrics)
+    n: int  # pairs of seeds, or shadow models
     mean_a: float
     mean_b: float
     diff: float  # mean of the per-seed differences A - B
     ci_lo: float
     ci_hi: float
-    d_z: float
-    test: str
+    d_z: float  # per-seed metrics only (mean difference / std of the differences)
+    test: str  # "t" | "wilcoxon" | "identical" | "none" | "bootstrap"
     p: float
+    se: float = math.nan  # shadow bootstrap: standard deviation of the resampled difference
+    note: str = ""  # why a metric could not be tested
     p_holm: float = math.nan
     wins_a: int = 0
     wins_b: int = 0
@@ -76,16 +97,20 @@ def compared_columns(frame: pd.DataFrame, meta: dict[str, Metric], requested: li
 
 
 def compare_entries(frame: pd.DataFrame, a: str, b: str, metrics: list[str] | None = None,
-                    scenarios: list[str] | None = None, alpha: float = ALPHA,
-                    data_root: str | None = None) -> list[ScenarioComparison]:
-    """Compare two entries of one suite's results (unverified rows are left out)."""
-    frame, _ = prepare(frame, verified_only=True, data_root=data_root)
+                    scenarios: list[str] | None = None, alpha: float = ALPHA, data_root: str | None = None,
+                    results: Path | None = None, suite_file: str | None = None,
+                    n_boot: int = N_BOOT) -> list[ScenarioComparison]:
+    """Compare two entries of one suite's results (unverified rows are left out). ``results`` (the results
+    root) locates the per-example tables that per-method metrics are resampled from."""
+    frame, _ = prepare(frame, verified_only=True, data_root=data_root, suite_file=suite_file)
     ok = frame[frame["status"] == "ok"]
     a_label, b_label = resolve_entry(ok, a), resolve_entry(ok, b)
     if a_label == b_label:
         raise ValueError(f"A and B are the same configuration ({a_label})")
     meta = metric_meta(ok)
     keys = compared_columns(ok, meta, metrics or [])
+    suite = str(ok["suite"].iloc[0]) if len(ok) else ""
+    tables = ShadowTables(results, suite)
     out = []
     for scenario, rows in ok.groupby("scenario", sort=True):
         if scenarios and scenario not in scenarios:
@@ -103,8 +128,11 @@ def compare_entries(frame: pd.DataFrame, a: str, b: str, metrics: list[str] | No
             xa, xb = pairs[f"{key.column}_a"].astype(float), pairs[f"{key.column}_b"].astype(float)
             if not (xa.notna() & xb.notna()).any():
                 continue
+            if per_method(key.column, meta):
+                result.metrics.append(_shadow_comparison(key, rows, side_a, side_b, str(scenario), tables, n_boot))
+                continue
             t = paired_test(xa.tolist(), xb.tolist(), key.lower_is_better)
-            result.metrics.append(MetricComparison(key.column, key.lower_is_better, t.n, float(xa.mean()),
+            result.metrics.append(MetricComparison(key.column, key.lower_is_better, "seed", t.n, float(xa.mean()),
                                                    float(xb.mean()), t.mean_diff, t.ci_lo, t.ci_hi, t.d_z, t.test,
                                                    t.p, wins_a=t.wins_a, wins_b=t.wins_b, ties=t.ties))
         for m, p_adj in zip(result.metrics, holm([m.p for m in result.metrics])):
@@ -116,6 +144,33 @@ def compare_entries(frame: pd.DataFrame, a: str, b: str, metrics: list[str] | No
     if not out:
         raise ValueError(f"{a_label} and {b_label} share no seed on the same split and original")
     return out
+
+
+def _shadow_comparison(key: SortKey, rows: pd.DataFrame, side_a: pd.DataFrame, side_b: pd.DataFrame,
+                       scenario: str, tables: ShadowTables, n_boot: int) -> MetricComparison:
+    """A per-method metric: paired bootstrap over shadow models from the per-example tables."""
+    metric = key.column.removeprefix("gap_")
+    first = lambda side, col: str(side[col].iloc[0])
+    mean_a, mean_b = float(side_a[key.column].mean()), float(side_b[key.column].mean())
+    untested = lambda note: MetricComparison(key.column, key.lower_is_better, "shadow", 0, mean_a, mean_b,
+                                             mean_a - mean_b, math.nan, math.nan, math.nan, "none", math.nan,
+                                             note=note)
+    if not resamplable(metric):
+        return untested(f"{metric} is scored per method and no shadow bootstrap is defined for it")
+    evaluator = metric.split("_", 1)[0]
+    get = lambda side: tables.table(evaluator, scenario, first(side, "method"), first(side, "config_hash"))
+    ta, tb = get(side_a), get(side_b)
+    floor = None
+    if key.column.startswith("gap_"):
+        oracle = rows[(rows["method"] == ORACLE) & (rows["method_kind"] == "reference")]
+        floor = get(oracle) if len(oracle) else None
+        if floor is None:
+            return untested("no per-example table of the retrain floor row: its gap cannot be resampled")
+    if ta is None or tb is None:
+        return untested("per-example tables missing (results/<suite>/_examples/)")
+    c = compare_tables(metric, ta, tb, floor, n_boot)
+    return MetricComparison(key.column, key.lower_is_better, c.unit, c.n_shadows, c.value_a, c.value_b, c.diff,
+                            c.ci_lo, c.ci_hi, math.nan, "bootstrap", c.p, se=c.se)
 
 
 def to_json(results: list[ScenarioComparison]) -> str:
@@ -133,22 +188,33 @@ def to_json(results: list[ScenarioComparison]) -> str:
 
 def to_text(results: list[ScenarioComparison], alpha: float = ALPHA) -> str:
     lines = []
-    head = ["metric", "better", "mean A", "mean B", "A−B", "95% CI", "d_z", "test", "p", "p_holm", "wins A/B/=",
-            "winner"]
+    head = ["metric", "better", "unit", "mean A", "mean B", "A−B", "95% CI", "d_z", "test", "p", "p_holm",
+            "wins A/B/=", "winner"]
+    notes = []
     for r in results:
         lines.append(f"{r.suite} · {r.scenario}: A = {r.a}  vs  B = {r.b}  "
                      f"({len(r.seeds)} paired seeds: {', '.join(map(str, r.seeds))})")
-        body = [[m.metric, "lower" if m.lower_is_better else "higher", number(m.mean_a, 3), number(m.mean_b, 3),
-                 number(m.diff, 3), f"[{number(m.ci_lo, 3)}, {number(m.ci_hi, 3)}]", _dz(m.d_z),
-                 TEST_NAMES.get(m.test, m.test), p_text(m.p), p_text(m.p_holm), f"{m.wins_a}/{m.wins_b}/{m.ties}",
-                 m.winner or "–"] for m in r.metrics]
+        body = []
+        for m in r.metrics:
+            unit = f"{m.n} {m.unit}s"
+            wins = f"{m.wins_a}/{m.wins_b}/{m.ties}" if m.unit == "seed" else "–"
+            body.append([m.metric, "lower" if m.lower_is_better else "higher", unit, number(m.mean_a, 3),
+                         number(m.mean_b, 3), number(m.diff, 3), f"[{number(m.ci_lo, 3)}, {number(m.ci_hi, 3)}]",
+                         _dz(m.d_z), TEST_NAMES.get(m.test, m.test), p_text(m.p), p_text(m.p_holm), wins,
+                         m.winner or "–"])
+            if m.note:
+                notes.append(f"{r.scenario} {m.metric}: not tested: {m.note}")
         widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
         for row in [head, *body]:
-            lines.append("  " + "  ".join(str(c).ljust(w) if i in (0, 1, 7, 11) else str(c).rjust(w)
+            lines.append("  " + "  ".join(str(c).ljust(w) if i in (0, 1, 2, 8, 12) else str(c).rjust(w)
                                           for i, (c, w) in enumerate(zip(row, widths))))
         lines.append("")
-    lines.append(f"Differences are A − B per seed; winner: Holm-corrected p < {alpha} across the metrics of a "
-                 "scenario. Metrics that should match the oracle are compared by their gap (gap_*).")
+    lines += notes
+    lines.append(f"Differences are A − B. Per-seed metrics: paired over seeds, 95% t-interval, two-sided paired "
+                 f"t-test. Per-method metrics (U-LiRA, unit 'shadows'): paired bootstrap over "
+                 f"shadow models ({N_BOOT} draws), 95% percentile interval, two-sided bootstrap p. Winner: "
+                 f"Holm-corrected p < {alpha} across the metrics of a scenario. Metrics that should match the "
+                 "oracle are compared by their gap (gap_*).")
     return "\n".join(lines)
 
 

@@ -1,33 +1,43 @@
 """The static HTML leaderboard: one self-contained page (inline CSS, inline SVG, a small inline script).
 
-It works offline: nothing is fetched from anywhere. Each scenario has a sortable table (click a header),
-its provenance, and three plots: the ranking metric with CI bars, privacy gap vs utility gap, and a
-per-metric gap heatmap.
+It works offline: nothing is fetched from anywhere; the plots are inline SVG drawn by matplotlib and the
+script only sorts tables. Per suite: the legend naming every test, the ranking across scenarios with its
+critical-difference diagram and P(best), then per scenario a sortable table, its provenance and three plots:
+the ranking metric with CI bars (references marked without squeezing the axis), privacy gap vs utility gap,
+and a heatmap of the gaps of the metrics meaningful in that scenario.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from html import escape
 from typing import Any
 
-from harness.provenance import HARNESS_VERSION
-from leaderboard.aggregate import ORACLE, Metric, ScenarioBoard, SuiteBoard
+import numpy as np
+
+from harness.version import HARNESS_VERSION
+from leaderboard.aggregate import ORACLE, Metric, ScenarioBoard, scored
+from leaderboard.board import SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
     SHARED_NOTE,
+    UNSANDBOXED_NOTE,
     UNVERIFIED_MARK,
+    entry_name,
     header,
     hparams_text,
-    method_note,
+    legend,
     number,
+    p_is,
     rows,
+    scenario_note,
     seeds_cell,
     split_columns,
     verdict,
 )
-from leaderboard.plots import Item, bar_chart, heatmap, scatter
+from leaderboard.plots import Item, bar_chart, cd_diagram, heatmap, scatter
 
 # Privacy gap: per-example attacks when present, else the population MIA, else forget accuracy.
 PRIVACY_PREFIXES = ("ulira", "mia_nn", "rmia")
@@ -67,21 +77,24 @@ td.method .name { font-weight:600; }
 td.method .kind { color:var(--muted); font-size:11px; margin-left:6px; border:1px solid var(--line);
   border-radius:3px; padding:0 4px; }
 tbody.refs tr { background:#fafafa; color:#4b5563; font-style:italic; }
-tbody.refs tr.oracle td.method .name::before { content:"★ "; color:var(--fg); }
+tbody.refs tr.oracle { color:var(--fg); font-style:normal; font-weight:500; }
 tbody.refs tr:last-child td { border-bottom:2px solid #d1d5db; }
-tr.best { background:#e3f4e6; } tr.best td:first-child { box-shadow:inset 4px 0 0 var(--best); }
-tr.tied { background:var(--tied); }
+tr.equivalent { background:var(--tied); } tr.better { background:#e3f4e6; }
+tr.noop { color:#9ca3af; } tr.noop td.method .name { text-decoration:line-through; }
 tr.unverified { background:#fff4ef; color:#7c2d12; } tr.unverified td:first-child { box-shadow:inset 4px 0 0 var(--warn); }
 td.verdict { text-align:left; font-size:12px; color:#374151; }
 td.failed.some { color:#b91c1c; font-weight:600; }
 p.prov { color:var(--muted); font-size:12px; margin:8px 0 12px; }
 p.prov b { color:#374151; font-weight:600; }
 .plots { display:flex; flex-wrap:wrap; gap:18px; align-items:flex-start; }
-.plots svg { background:white; border:1px solid var(--line); border-radius:6px; max-width:100%; height:auto; }
+.plots svg, section.ranking svg { background:white; border:1px solid var(--line); border-radius:6px; max-width:100%; height:auto; }
 .legend span { display:inline-block; margin-right:14px; font-size:12px; color:#374151; }
 .legend i { display:inline-block; width:14px; height:14px; border:1px solid #d1d5db; border-radius:2px; vertical-align:-2px; margin-right:4px; }
 table.ranks td, table.ranks th { padding:4px 12px; }
 .warn { color:#9a3412; }
+section.ranking { background:white; border:1px solid var(--line); border-radius:8px; padding:14px 18px; margin:14px 0; }
+td.pbest { font-weight:600; }
+p.legend-text { color:#374151; max-width:1100px; margin:4px 0 8px; font-size:12.5px; }
 """
 
 SCRIPT = """
@@ -113,6 +126,14 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 """
 
 
+def inline_markdown(text: str) -> str:
+    """The legend's inline Markdown (**bold**, *italic*, `code`) as escaped HTML."""
+    html = escape(text, quote=False)
+    html = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html)
+    html = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", html)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", html)
+
+
 def _v(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{float(value):.6g}"
 
@@ -122,16 +143,24 @@ def _first_click(col: str, meta: dict[str, Metric]) -> str:
     return "desc" if info is not None and info.direction == "higher" else "asc"
 
 
+def _role(r: dict[str, Any]) -> str:
+    """The row's colour class: unverified, reference, no-op or its verdict."""
+    if not r["verified"]:
+        return "unverified"
+    if r["method_kind"] == "reference":
+        return "reference"
+    if r.get("noop"):
+        return "no-op"
+    state = str(r.get("vs_floor_state") or "")
+    return state if state in ("better", "equivalent", "worse") else "inconclusive" if state else "method"
+
+
 def _row_class(r: dict[str, Any]) -> str:
     classes = []
     if r["method_kind"] == "reference":
         classes.append("ref" + (" oracle" if r["method"] == ORACLE else ""))
-    if not r["verified"]:
-        classes.append("unverified")
-    elif r.get("vs_best_test") == "best":
-        classes.append("best")
-    elif r.get("tied") is True:
-        classes.append("tied")
+    role = _role(r)
+    classes.append({"no-op": "noop"}.get(role, role))
     return " ".join(classes)
 
 
@@ -140,20 +169,28 @@ def _method_cell(r: dict[str, Any]) -> str:
     title = f"config {r['config_hash']}: {hparams_text(r)}"
     if not r["verified"]:
         title += f" | unverified: {r['integrity']}"
-    mark = f" {UNVERIFIED_MARK}" if not r["verified"] else ""
-    oracle = " (oracle)" if r["method"] == ORACLE and r["method_kind"] == "reference" else ""
+    if r.get("recheck"):
+        title += f" | re-run by unlearn-bench verify: {r['recheck']}"
+    if r.get("unsandboxed"):
+        title += f" | {r['unsandboxed']}"
+    if r.get("noop"):
+        title += f" | no-op on {r['noop_seeds']} of {r['n']} seeds: returned the original's outputs"
     badge = f'<span class="kind">{escape(kind)}</span>' if kind else ""
-    return (f'<td class="method text" title="{escape(title)}"><span class="name">{escape(str(r["entry"]))}'
-            f"{oracle}{mark}</span>{badge}</td>")
+    return (f'<td class="method text" title="{escape(title)}"><span class="name">{escape(entry_name(r))}</span>'
+            f"{badge}</td>")
 
 
 def _value_cell(r: dict[str, Any], col: str) -> str:
     mean, lo, hi = r.get(f"{col}_mean"), r.get(f"{col}_lo"), r.get(f"{col}_hi")
     if mean is None or not math.isfinite(mean):
         return '<td data-v="">–</td>'
-    ci = f'<span class="ci">± {number((hi - lo) / 2)}</span>' if lo is not None and math.isfinite(lo) else ""
-    tip = f"95% CI [{number(lo, 3)}, {number(hi, 3)}], std {number(r.get(f'{col}_std'), 3)}" if ci else "one seed"
-    return f'<td data-v="{_v(mean)}" title="{escape(tip)}">{number(mean)}{ci}</td>'
+    if lo is None or not math.isfinite(lo):
+        return f'<td data-v="{_v(mean)}" title="no interval">{number(mean)}</td>'
+    shadow = not math.isfinite(r.get(f"{col}_std", math.nan))
+    ci = f"[{number(lo)}, {number(hi)}]" if shadow else f"± {number((hi - lo) / 2)}"
+    tip = (f"95% bootstrap interval over shadow models [{number(lo, 3)}, {number(hi, 3)}]" if shadow else
+           f"95% t-interval over seeds [{number(lo, 3)}, {number(hi, 3)}], std {number(r.get(f'{col}_std'), 3)}")
+    return f'<td data-v="{_v(mean)}" title="{escape(tip)}">{number(mean)}<span class="ci">{ci}</span></td>'
 
 
 def _head(col: str, meta: dict[str, Metric]) -> str:
@@ -166,7 +203,8 @@ def scenario_table(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
     lead, rest = split_columns(board, meta)
     head = ['<th data-first="asc" aria-sort="ascending">#</th>', '<th class="text">method</th>']
     head += [_head(c, meta) for c in lead]
-    head += ['<th class="text" data-first="desc" title="vs the best: Holm-adjusted p, test, pairs">vs best</th>',
+    head += [('<th class="text" data-first="asc" title="against the retrain floor row: verdict, difference with '
+              'its 95% interval, Holm-adjusted p (see the legend)">vs floor</th>'),
              '<th data-first="desc" title="seeds with a successful run">n</th>',
              '<th data-first="desc" title="failed, timed-out or invalid runs (not averaged)">failed</th>']
     head += [_head(c, meta) for c in rest]
@@ -176,9 +214,8 @@ def scenario_table(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
         rank_cell = ('<td data-v="">ref</td>' if r["method_kind"] == "reference"
                      else f'<td data-v="{_v(rank)}">{"–" if not math.isfinite(rank) else f"{rank:g}"}</td>')
         failed = int(r["failed"])
-        p_sort = 2.0 if r.get("vs_best_test") == "best" else r.get("vs_best_p_holm")
         cells = [rank_cell, _method_cell(r)] + [_value_cell(r, c) for c in lead]
-        cells += [f'<td class="verdict text" data-v="{_v(p_sort)}">{escape(verdict(r))}</td>',
+        cells += [f'<td class="verdict text">{escape(verdict(r))}</td>',
                   f'<td data-v="{r["n"]}">{seeds_cell(r)}</td>',
                   f'<td class="failed{" some" if failed else ""}" data-v="{failed}">{failed}</td>']
         cells += [_value_cell(r, c) for c in rest]
@@ -189,25 +226,21 @@ def scenario_table(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
             + '<tbody class="entries">' + "".join(entries) + "</tbody></table></div>")
 
 
-def _role(r: dict[str, Any]) -> str:
-    if not r["verified"]:
-        return "unverified"
-    if r["method_kind"] == "reference":
-        return "reference"
-    if r.get("vs_best_test") == "best":
-        return "best"
-    return "tied" if r.get("tied") is True else "method"
-
-
 def _composite(r: dict[str, Any], metrics: list[str]) -> float:
     values = [r.get(f"gap_{m}_mean") for m in metrics]
     values = [v for v in values if v is not None and math.isfinite(v)]
     return sum(values) / len(values) if values else math.nan
 
 
+def gap_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> list[str]:
+    """Metrics meaningful in this scenario kind whose gap has a value for some entry."""
+    return [m for m, info in scored(meta).items() if board.kind in info.scenarios
+            and f"gap_{m}_mean" in board.table and board.table[f"gap_{m}_mean"].notna().any()]
+
+
 def privacy_utility_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> tuple[list[str], str, list[str]]:
     """(privacy metrics, how they were chosen, utility metrics) among those with gaps in this scenario."""
-    have = [m for m in meta if f"gap_{m}_mean" in board.table and board.table[f"gap_{m}_mean"].notna().any()]
+    have = gap_metrics(board, meta)
     privacy = [m for m in have if m.startswith(PRIVACY_PREFIXES)]
     why = "U-LiRA / MIA gaps"
     if not privacy:
@@ -220,26 +253,37 @@ def privacy_utility_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> tu
 
 
 def scenario_plots(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
-    plotted = [r for r in rows(board.table) if r["n"] > 0 and r["method"] != ORACLE]
+    table = rows(board.table)
+    plotted = [r for r in table if r["n"] > 0 and r["method_kind"] != "reference"]
     col = board.sort.column
     bars = [Item(str(r["entry"]), _role(r), r.get(f"{col}_mean", math.nan), r.get(f"{col}_lo", math.nan),
                  r.get(f"{col}_hi", math.nan)) for r in plotted]
-    parts = [bar_chart(bars, f"{col} (mean, 95% CI)", f"{col}" + (" (lower is better)" if board.sort.lower_is_better
-                                                                  else " (higher is better)"))]
+    refs = [(("floor (retrain)" if r["method"] == ORACLE else str(r["entry"])), r.get(f"{col}_mean", math.nan),
+             r.get(f"{col}_lo", math.nan), r.get(f"{col}_hi", math.nan))
+            for r in table if r["method_kind"] == "reference" and r["verified"]]
+    how = "lower is better" if board.sort.lower_is_better else "higher is better"
+    parts = []
+    if any(math.isfinite(it.value) for it in bars):
+        parts.append(bar_chart(bars, f"{board.scenario}: {col} (mean, 95% CI)", f"{col} ({how})", refs))
     privacy, why, utility = privacy_utility_metrics(board, meta)
     if privacy and utility:
         points = [Item(str(r["entry"]), _role(r), x=_composite(r, utility), y=_composite(r, privacy)) for r in plotted]
-        fallback = " (no MIA metric)" if why.startswith("forget") else ""
-        parts.append(scatter(points, "privacy gap vs utility gap (★ = oracle)", "utility gap: " + " / ".join(utility),
-                             "privacy gap: " + " / ".join(privacy) + fallback))
-    gap_cols = [m for m in meta if f"gap_{m}_mean" in board.table and board.table[f"gap_{m}_mean"].notna().any()]
+        floor = next(((_composite(r, utility), _composite(r, privacy)) for r in table
+                      if r["method"] == ORACLE and r["method_kind"] == "reference"), None)
+        parts.append(scatter(points, f"{board.scenario}: privacy gap vs utility gap",
+                             f"utility gap (mean of {len(utility)}: {', '.join(utility)})",
+                             f"privacy gap ({privacy[0]})" if len(privacy) == 1 else
+                             f"privacy gap (mean of {len(privacy)} {why})", floor,
+                             caption="privacy = mean gap of " + ", ".join(privacy)))
+    gap_cols = gap_metrics(board, meta)
     if gap_cols:
-        labels = [header(m, meta) for m in gap_cols] + ["avg_gap"]
-        values = [[r.get(f"gap_{m}_mean", math.nan) for m in gap_cols] + [r.get("avg_gap_mean", math.nan)]
-                  for r in plotted]
-        floors = [HEAT_FLOOR.get(meta[m].unit, 0.0) for m in gap_cols] + [HEAT_FLOOR["%"]]
-        parts.append(heatmap([str(r["entry"]) for r in plotted], labels, values,
-                             "gap to the oracle per metric (mean over seeds)", floors))
+        heads = [*gap_cols, col] if col not in (f"gap_{m}" for m in gap_cols) else gap_cols
+        values = np.array([[r.get(f"gap_{m}_mean", math.nan) for m in gap_cols]
+                           + ([r.get(f"{col}_mean", math.nan)] if len(heads) > len(gap_cols) else [])
+                           for r in plotted], dtype=float).reshape(len(plotted), len(heads))
+        floors = [HEAT_FLOOR.get(meta[m].unit, 0.0) for m in gap_cols] + [HEAT_FLOOR["%"]] * (len(heads) - len(gap_cols))
+        parts.append(heatmap([str(r["entry"]) for r in plotted], [header(h, meta) for h in heads], values,
+                             f"{board.scenario}: gap to the oracles per metric (mean over seeds)", floors))
     return '<div class="plots">' + "".join(parts) + "</div>"
 
 
@@ -248,48 +292,71 @@ def provenance_line(board: ScenarioBoard) -> str:
     return '<p class="prov">' + " · ".join(items) + "</p>"
 
 
-def rank_table(board: SuiteBoard) -> str:
-    if board.ranks.empty:
-        return ""
-    scenarios = [b.scenario for b in board.scenarios if b.scenario in board.ranks]
-    head = "".join(f"<th>{escape(s)}</th>" for s in scenarios)
+def ranking_section(board: SuiteBoard) -> str:
+    """The ranking across scenarios: CD diagram, mean ranks and P(best), and the entries left out."""
+    overall = board.overall
+    parts = ['<section class="ranking"><h3>Ranking across scenarios</h3>']
+    if overall is None or overall.empty:
+        return "".join(parts) + f'<p class="note">{escape(overall.note if overall else "no ranked entries")}</p></section>'
+    f = overall.friedman
+    if f is not None and math.isfinite(f.p):
+        parts.append(f'<p class="note">Friedman over {f.n_blocks} blocks ({escape(overall.blocks)}), k = {f.k}: '
+                     f"χ² = {number(f.chi2)}, Iman–Davenport F = {number(f.f)}, {p_is(f.p)}. Nemenyi critical "
+                     f"difference (α = {f.alpha}) = {number(f.cd)} mean ranks: entries joined by a bar are not "
+                     "significantly different.</p>")
+        if f.k >= 2:
+            parts.append(cd_diagram(f.mean_ranks, f.nemenyi, f.cd, f.alpha,
+                                    f"critical-difference diagram (Nemenyi, α = {f.alpha}); rank 1 = best"))
+    elif overall.note:
+        parts.append(f'<p class="note">{escape(overall.note)}.</p>')
+    names = overall.scenarios
+    head = "".join(f"<th>rank in {escape(s)}</th>" for s in names)
     body = []
-    for r in board.ranks.to_dict("records"):
-        cells = "".join(f"<td>{'–' if math.isnan(r[s]) else f'{r[s]:g}'}</td>" for s in scenarios)
-        extra = f' <span class="ci">({int(r["n_scenarios"])} of {len(scenarios)})</span>' \
-            if r["n_scenarios"] < len(scenarios) else ""
+    for r in overall.table.to_dict("records"):
+        cells = "".join(f'<td data-v="{_v(r.get(s))}">{number(r.get(s))}</td>' for s in names)
         body.append(f'<tr><td class="text">{escape(str(r["entry"]))}</td>{cells}'
-                    f"<td><b>{r['mean_rank']:.2f}</b>{extra}</td></tr>")
-    return ('<h3>Average rank across scenarios</h3><table class="ranks"><thead><tr><th class="text">method</th>'
-            + head + "<th>mean rank</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+                    f'<td data-v="{_v(r["mean_rank"])}"><b>{number(r["mean_rank"])}</b></td>'
+                    f'<td class="pbest" data-v="{_v(r["p_best"])}">{number(r["p_best"])}</td></tr>')
+    parts.append('<table class="ranks sortable"><thead><tr><th class="text">method</th>' + head
+                 + '<th data-first="asc">mean rank</th><th data-first="desc" title="bootstrap probability of the '
+                 f'best mean rank ({escape(overall.p_best_unit)})">P(best)</th></tr></thead>'
+                 '<tbody class="entries">' + "".join(body) + "</tbody></table>")
+    if overall.excluded:
+        items = "; ".join(f"{escape(e)} ({escape(why)})" for e, why in sorted(overall.excluded.items()))
+        parts.append(f'<p class="note">Not in the ranking (not ranked with every seed in every scenario): {items}</p>')
+    return "".join(parts) + "</section>"
 
 
 def suite_section(board: SuiteBoard) -> str:
-    parts = [f'<h2 id="{escape(board.suite)}">{escape(board.suite)}</h2>',
-             f'<p class="note">{escape(method_note(board.sort.description))}</p>']
+    parts = [f'<h2 id="{escape(board.suite)}">{escape(board.suite)}</h2>']
+    parts += [f'<p class="legend-text">{inline_markdown(text)}</p>' for text in legend(board)]
     reconstructed = [m.name for m in board.meta.values() if m.reconstructed]
     if reconstructed:
         parts.append(f'<p class="note">{RECONSTRUCTED_MARK} reconstructed metric definition (not the authors\' '
                      f"verified setting): {escape(', '.join(reconstructed))}</p>")
     if any(m.per_method for m in board.meta.values()):
         parts.append(f'<p class="note">{escape(SHARED_NOTE)}</p>')
+    if any(s.table["unsandboxed"].astype(bool).any() for s in board.scenarios):
+        parts.append(f'<p class="note warn">{escape(UNSANDBOXED_NOTE)}</p>')
     if board.excluded_unverified:
         parts.append(f'<p class="note warn">{board.excluded_unverified} unverified row(s) excluded '
                      f"(--verified-only).</p>")
     if board.unreadable:
         parts.append(f'<p class="note warn">{board.unreadable} result file(s) could not be read and are not '
                      "shown.</p>")
-    parts.append('<p class="legend"><span><i style="background:#e3f4e6;box-shadow:inset 3px 0 0 #1a9850"></i>best'
-                 '</span><span><i style="background:#ecf8ee"></i>tied with the best</span>'
+    parts.append('<p class="legend"><span><i style="background:#e3f4e6"></i>better than the floor</span>'
+                 '<span><i style="background:#ecf8ee"></i>equivalent to the floor</span>'
                  '<span><i style="background:#fafafa;border:1px solid #ddd"></i>reference (not ranked)</span>'
+                 '<span><i style="background:white;border:1px solid #ddd"></i>worse / inconclusive</span>'
                  f'<span><i style="background:#fff4ef;box-shadow:inset 3px 0 0 #f46d43"></i>{UNVERIFIED_MARK} '
                  "unverified (not ranked; hover the name for why)</span></p>")
-    parts.append(rank_table(board))
+    parts.append(ranking_section(board))
     for scenario in board.scenarios:
         n_seeds = len(scenario.seeds)
         parts.append(f'<section class="scenario" id="{escape(board.suite)}-{escape(scenario.scenario)}">'
                      f'<h3>{escape(scenario.scenario)}<span class="sub">{n_seeds} seed{"s" * (n_seeds != 1)} · '
                      f"ranked by {escape(scenario.sort.requested)}</span></h3>"
+                     f'<p class="note">{escape(scenario_note(scenario))}</p>'
                      + scenario_table(scenario, board.meta) + provenance_line(scenario)
                      + scenario_plots(scenario, board.meta) + "</section>")
     return "\n".join(parts)
@@ -306,4 +373,3 @@ def render_html(boards: list[SuiteBoard]) -> str:
             f'<span class="gen">generated {generated} · harness {HARNESS_VERSION}</span></header><main>'
             + "\n".join(suite_section(b) for b in boards)
             + f"</main><script>{SCRIPT}</script></body></html>")
-

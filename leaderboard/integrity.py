@@ -1,18 +1,26 @@
 """Integrity marks: is a stored row comparable with the suite as defined now?
 
 A row is *verified* when its hash matches its values (not ``tampered``), it was produced by the current
-suite version, and its split hash, original key and oracle key equal the ones recomputed here from the
-suite definition (splits are pure functions of suite, scenario and seed; model keys are hashes of what
-determines the weights). Recomputing is cheap: it loads the suite's data and hashes index sets, no training.
+definition of its suite (same version and, when the row stores its suite file, the same file text), and its
+split hash, original key and oracle keys equal the ones recomputed here from that definition (splits are pure
+functions of suite, scenario and seed; model keys are hashes of what determines the weights). Recomputing is
+cheap: it loads the suite's data and hashes index sets, no training.
+
+Which definition counts: the suite file named on the command line, else the built-in suite of that name, else
+the definition stored in the rows themselves (``suite_definition``: a custom suite run from a file), so a
+custom suite is verified and ranked from its rows alone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
-import torch
+
+from leaderboard.suites import SuiteRef, suite_file_part
 
 log = logging.getLogger(__name__)
 
@@ -21,22 +29,43 @@ log = logging.getLogger(__name__)
 class Canonical:
     split_hash: str
     original_key: str
-    oracle_key: str
+    oracle_keys: tuple[str, ...]
 
 
-def canonical_keys(suite_name: str, pairs: set[tuple[str, int]], data_root: str | None = None
-                   ) -> tuple[str, dict[tuple[str, int], Canonical]] | str:
-    """(suite version, canonical keys per (scenario, seed)); or, when they cannot be computed, the reason."""
-    from harness.artifacts import model_key
-    from harness.splits import make_split, parse_scenario
-    from harness.suite import load_suite
+def canonical_suite(name: str, rows: pd.DataFrame, suite_file: str | None):
+    """(Suite, where it came from) for a suite's rows, or the reason none can be had."""
+    from harness.suite import load_suite, parse_definition, suite_files
 
     try:
-        suite = load_suite(suite_name)
-        data = suite.load_data(data_root)
+        if suite_file:
+            suite = load_suite(suite_file)
+            if suite.name != name:
+                return f"the suite file {suite_file} defines suite {suite.name!r}, not {name!r}"
+            return suite, suite_file
+        if name in suite_files():
+            return load_suite(name), f"built-in suite {name}"
+        stored = rows["suite_definition"].dropna() if "suite_definition" in rows else pd.Series(dtype=str)
+        if stored.empty:
+            return "unknown suite: no built-in suite of that name and no definition stored in its rows"
+        newest = rows.loc[stored.index].sort_values("created_at")["suite_definition"].iloc[-1] \
+            if "created_at" in rows else stored.iloc[-1]
+        return parse_definition(str(newest), f"{name} (definition stored in its rows)"), "the definition stored in the rows"
     except Exception as exc:  # noqa: BLE001 - any failure means "cannot verify", reported per row
+        return f"cannot read the suite definition ({type(exc).__name__}: {exc})"
+
+
+def canonical_keys(suite, pairs: set[tuple[str, int]], data_root: str | None = None
+                   ) -> dict[tuple[str, int], Canonical] | str:
+    """Canonical keys per (scenario, seed); or, when they cannot be computed, the reason."""
+    from harness.artifacts import model_key, oracle_key
+    from harness.splits import make_split, parse_scenario
+
+    try:
+        data = suite.load_data(data_root)
+    except Exception as exc:  # noqa: BLE001
         return f"cannot recompute the suite's splits ({type(exc).__name__}: {exc})"
     out: dict[tuple[str, int], Canonical] = {}
+    oracles = int(getattr(suite, "oracles", 1))
     for scenario, seed in sorted(pairs):
         try:
             split = make_split(suite.name, parse_scenario(scenario, data.num_classes), int(seed), data.train_y,
@@ -44,15 +73,44 @@ def canonical_keys(suite_name: str, pairs: set[tuple[str, int]], data_root: str 
         except ValueError as exc:
             log.warning("integrity: %s seed %s: %s", scenario, seed, exc)
             continue
-        original = model_key(suite, data, "original", torch.arange(len(data.train_y)), int(seed))
-        oracle = model_key(suite, data, "oracle", split.retain, int(seed))
-        out[(scenario, int(seed))] = Canonical(split.hash, original, oracle)
-    return suite.version, out
+        original = model_key(suite, data, "original", np.arange(len(data.train_y)), int(seed))
+        keys = tuple(oracle_key(suite, data, split, k) for k in range(oracles))
+        out[(scenario, int(seed))] = Canonical(split.hash, original, keys)
+    return out
 
 
-def mark_integrity(frame: pd.DataFrame, data_root: str | None = None) -> pd.DataFrame:
+def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Canonical]) -> list[str]:
+    from harness.suite import HPARAMS_MARKER
+
+    reasons = []
+    if str(row.get("suite_version")) != str(suite.version):
+        reasons.append(f"suite version {row.get('suite_version')} (current {suite.version})")
+    stored = row.get("suite_definition")
+    # The suite file itself must match; its hparams part may differ (each entry's config hash covers it).
+    if (isinstance(stored, str) and stored and suite.definition
+            and suite_file_part(stored, HPARAMS_MARKER) != suite_file_part(suite.definition, HPARAMS_MARKER)):
+        reasons.append(f"suite file differs from {source}")
+    if row.get("status") != "ok":
+        return reasons  # no split/model keys to check on failed runs; they are counted, never averaged
+    canon = keys.get((str(row["scenario"]), int(row["seed"])))
+    if canon is None:
+        return reasons + ["scenario not valid for this suite"]
+    if row.get("split_hash") != canon.split_hash:
+        reasons.append("split_hash differs from the suite's")
+    if row.get("original_key") != canon.original_key:
+        reasons.append("original_key differs from the suite's")
+    stored_oracles = row.get("oracle_keys")
+    oracle_keys = tuple(json.loads(stored_oracles)) if isinstance(stored_oracles, str) and stored_oracles else None
+    if row.get("oracle_key") != canon.oracle_keys[0] or (oracle_keys is not None and oracle_keys != canon.oracle_keys):
+        reasons.append("oracle keys differ from the suite's")
+    return reasons
+
+
+def mark_integrity(frame: pd.DataFrame, data_root: str | None = None, suite_file: str | SuiteRef | None = None
+                   ) -> pd.DataFrame:
     """Add ``verified`` (bool) and ``integrity`` (why not verified; '' when verified) to a results frame."""
     frame = frame.reset_index(drop=True)
+    path = suite_file.path if isinstance(suite_file, SuiteRef) else suite_file
     reasons: list[list[str]] = [[] for _ in range(len(frame))]
     if "tampered" in frame:
         for i, bad in enumerate(frame["tampered"].fillna(False)):
@@ -60,26 +118,21 @@ def mark_integrity(frame: pd.DataFrame, data_root: str | None = None) -> pd.Data
                 reasons[i].append("row hash mismatch (edited)")
     for suite_name, rows in frame.groupby("suite", sort=False):
         positions = rows.index.tolist()
-        ok = rows["status"] == "ok"
-        pairs = {(str(s), int(d)) for s, d in zip(rows.loc[ok, "scenario"], rows.loc[ok, "seed"])}
-        found = canonical_keys(str(suite_name), pairs, data_root)
+        found = canonical_suite(str(suite_name), rows, path)
         if isinstance(found, str):
             for pos in positions:
                 reasons[pos].append(found)
             continue
-        version, keys = found
+        suite, source = found
+        ok = rows["status"] == "ok"
+        pairs = {(str(s), int(d)) for s, d in zip(rows.loc[ok, "scenario"], rows.loc[ok, "seed"])}
+        keys = canonical_keys(suite, pairs, data_root)
+        if isinstance(keys, str):
+            for pos in positions:
+                reasons[pos].append(keys)
+            continue
         for pos, row in zip(positions, rows.to_dict("records")):
-            if str(row.get("suite_version")) != version:
-                reasons[pos].append(f"suite version {row.get('suite_version')} (current {version})")
-            if row.get("status") != "ok":
-                continue  # no split/model keys to check on failed runs; they are counted, never averaged
-            canon = keys.get((str(row["scenario"]), int(row["seed"])))
-            if canon is None:
-                reasons[pos].append("scenario not valid for this suite")
-                continue
-            for column in ("split_hash", "original_key", "oracle_key"):
-                if row.get(column) != getattr(canon, column):
-                    reasons[pos].append(f"{column} differs from the suite's")
+            reasons[pos].extend(_row_reasons(row, suite, source, keys))
     frame["integrity"] = ["; ".join(r) for r in reasons]
     frame["verified"] = [not r for r in reasons]
     return frame

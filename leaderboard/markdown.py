@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import math
 
-from leaderboard.aggregate import ScenarioBoard, SuiteBoard
+from leaderboard.aggregate import ScenarioBoard
+from leaderboard.board import SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
     SHARED_NOTE,
+    UNSANDBOXED_NOTE,
     UNVERIFIED_MARK,
     entry_name,
     header,
     hparams_text,
+    legend,
     mean_ci,
-    method_note,
+    number,
+    p_is,
     rows,
+    scenario_note,
     seeds_cell,
     split_columns,
     verdict,
@@ -25,64 +30,88 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def rank_summary(board: SuiteBoard) -> list[str]:
-    if board.ranks.empty:
-        return []
-    scenarios = [b.scenario for b in board.scenarios if b.scenario in board.ranks]
-    lines = ["## Average rank across scenarios", "",
-             "| method | " + " | ".join(scenarios) + " | mean rank |", "|---" * (len(scenarios) + 2) + "|"]
-    for r in board.ranks.to_dict("records"):
-        cells = ["–" if math.isnan(r[s]) else f"{r[s]:g}" for s in scenarios]
-        note = f" ({int(r['n_scenarios'])} of {len(scenarios)})" if r["n_scenarios"] < len(scenarios) else ""
-        lines.append(f"| {_cell(r['entry'])} | " + " | ".join(cells) + f" | {r['mean_rank']:.2f}{note} |")
-    return lines + [""]
+def ranking_section(board: SuiteBoard) -> list[str]:
+    """Mean ranks across scenarios (Friedman / Nemenyi / P(best)), and the entries left out and why."""
+    overall = board.overall
+    lines = ["## Ranking across scenarios", ""]
+    if overall is None or overall.empty:
+        return lines + [overall.note if overall is not None else "no ranked entries", ""]
+    f = overall.friedman
+    if f is not None and math.isfinite(f.p):
+        lines += [(f"Friedman over {f.n_blocks} blocks ({overall.blocks}), k = {f.k}: χ² = {number(f.chi2)}, "
+                   f"Iman–Davenport F = {number(f.f)}, {p_is(f.p)}. Nemenyi CD (α = {f.alpha}) = "
+                   f"{number(f.cd)} mean ranks: two entries whose mean ranks differ by more differ significantly."),
+                  ""]
+    elif overall.note:
+        lines += [overall.note + ".", ""]
+    names = overall.scenarios
+    lines += ["| method | " + " | ".join(f"rank in {s}" for s in names) + " | mean rank | P(best) |",
+              "|---" + "|---:" * (len(names) + 2) + "|"]
+    for r in overall.table.to_dict("records"):
+        cells = [number(r.get(s), 2) for s in names]
+        lines.append(f"| {_cell(str(r['entry']))} | " + " | ".join(cells)
+                     + f" | {number(r['mean_rank'], 2)} | {number(r['p_best'], 2)} |")
+    lines.append("")
+    if overall.excluded:
+        lines += ["Not in the ranking (not ranked with every seed in every scenario): "
+                  + "; ".join(f"{_cell(e)} ({why})" for e, why in sorted(overall.excluded.items())), ""]
+    return lines
 
 
 def scenario_table(board: ScenarioBoard, suite: SuiteBoard) -> list[str]:
     lead, rest = split_columns(board, suite.meta)
-    lines = [f"## {board.scenario}", "",
-             "| # | method | " + " | ".join(header(c, suite.meta) for c in lead) + " | vs best | n | failed | "
-             + " | ".join(header(c, suite.meta) for c in rest) + " |",
+    lines = [f"## {board.scenario}", "", scenario_note(board), "",
+             "| " + " | ".join(["#", "method", *(header(c, suite.meta) for c in lead), "vs floor", "n", "failed",
+                                *(header(c, suite.meta) for c in rest)]) + " |",
              "|---|---|" + "---:|" * len(lead) + "---|---:|---:|" + "---:|" * len(rest)]
     unverified = []
     for r in rows(board.table):
         rank = "ref" if r["method_kind"] == "reference" else ("–" if math.isnan(r["rank"]) else f"{r['rank']:g}")
-        lines.append(f"| {rank} | {_cell(entry_name(r))} | " + " | ".join(mean_ci(r, c) for c in lead)
-                     + f" | {_cell(verdict(r))} | {seeds_cell(r)} | {r['failed']} | "
-                     + " | ".join(mean_ci(r, c) for c in rest) + " |")
+        cells = [rank, _cell(entry_name(r)), *(mean_ci(r, c) for c in lead), _cell(verdict(r)), seeds_cell(r),
+                 str(r["failed"]), *(mean_ci(r, c) for c in rest)]
+        lines.append("| " + " | ".join(cells) + " |")
         if not r["verified"]:
             unverified.append(f"{r['entry']}: {r['integrity']}")
     lines.append("")
     if unverified:
         lines += [f"{UNVERIFIED_MARK} unverified (not ranked): " + "; ".join(unverified), ""]
+    rechecked = [f"{r['entry']}: {r['recheck']}" for r in rows(board.table) if r.get("recheck")]
+    if rechecked:  # `unlearn-bench verify` records (docs/submission.md)
+        lines += ["Re-run by `unlearn-bench verify`: " + "; ".join(rechecked) + "; other rows: not re-checked.", ""]
     prov = " · ".join(f"{k} {v}" for k, v in board.provenance.items() if k != "packages")
     lines += [f"<sub>{prov}</sub>", ""]
     return lines
 
 
 def configurations(board: SuiteBoard) -> list[str]:
-    seen: dict[str, str] = {}
+    # keyed by configuration too: a method tuned per scenario kind has one configuration per kind
+    seen: dict[tuple[str, str], tuple[list[str], str]] = {}
     for scenario in board.scenarios:
         for r in rows(scenario.table):
-            seen.setdefault(str(r["entry"]), f"`{r['config_hash']}` {hparams_text(r)}")
+            key = (str(r["entry"]), str(r["config_hash"]))
+            seen.setdefault(key, ([], f"`{r['config_hash']}` {hparams_text(r)}"))[0].append(scenario.scenario)
     lines = ["## Configurations", ""]
-    lines += [f"- **{_cell(entry)}**: {text}" for entry, text in seen.items()]
+    lines += [f"- **{_cell(entry)}** ({', '.join(where)}): {text}" for (entry, _), (where, text) in seen.items()]
     return lines + [""]
 
 
 def render_markdown(board: SuiteBoard) -> str:
-    lines = [f"# {board.suite}", "", method_note(board.sort.description), ""]
+    lines = [f"# {board.suite}", ""]
+    for paragraph in legend(board):
+        lines += [paragraph, ""]
     reconstructed = [m.name for m in board.meta.values() if m.reconstructed]
     if reconstructed:
         lines += [f"{RECONSTRUCTED_MARK} reconstructed metric definition (not the authors' verified setting): "
                   + ", ".join(reconstructed), ""]
     if any(m.per_method for m in board.meta.values()):
         lines += [SHARED_NOTE, ""]
+    if any(s.table["unsandboxed"].astype(bool).any() for s in board.scenarios):
+        lines += [UNSANDBOXED_NOTE, ""]
     if board.excluded_unverified:
         lines += [f"{board.excluded_unverified} unverified row(s) excluded (--verified-only).", ""]
     if board.unreadable:
         lines += [f"{board.unreadable} result file(s) could not be read and are not shown.", ""]
-    lines += rank_summary(board)
+    lines += ranking_section(board)
     for scenario in board.scenarios:
         lines += scenario_table(scenario, board)
     lines += configurations(board)

@@ -1,5 +1,6 @@
 """The HTML leaderboard: self-contained structure, and (in a real headless chromium) one row per method,
-sorting by clicking a header, the plots, and a screenshot under ``test-artifacts/``."""
+sorting by clicking a header, the matplotlib plots, the critical-difference diagram and the P(best) column,
+and a screenshot under ``test-artifacts/``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_leaderboard_stats import SUITE, build_digits_results
+from test_leaderboard_verdicts import SUITE as STATS_SUITE
+from test_leaderboard_verdicts import SUITE_FILE, build_stats_results
 
 from harness.results import row_hash
 from leaderboard.render import build_boards, render_leaderboards
@@ -31,15 +34,49 @@ def digits_site(tmp_path_factory, session_cache) -> tuple[Path, list, Path]:
     return out, build_boards(results, SUITE), results
 
 
+@pytest.fixture(scope="session")
+def stats_site(tmp_path_factory, session_cache) -> tuple[Path, list]:
+    """(site folder, boards) of the stats-digits run: several entries ranked across both scenarios."""
+    results = build_stats_results(tmp_path_factory.getbasetemp(), session_cache.root)
+    out = tmp_path_factory.mktemp("stats-site")
+    render_leaderboards(results, out, str(SUITE_FILE))
+    return out, build_boards(results, str(SUITE_FILE))
+
+
 def test_page_is_self_contained(digits_site):
     out, _, _ = digits_site
     page = (out / "index.html").read_text()
     # Nothing fetched: no external scripts, styles, images or fonts (the SVG namespace is not a request).
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "@import" not in page and "url(" not in page
+    assert "@import" not in page and not re.search(r"url\((?!#)", page)  # only in-page references: url(#clip)
     assert page.count('class="plot plot-bars"') == 2 and page.count('class="plot plot-heatmap"') == 2
     assert page.count('class="plot plot-scatter"') == 2
+    assert "<?xml" not in page and "<!DOCTYPE svg" not in page  # inline SVG, not SVG documents
     assert "seeds</b> 0, 1" in page and "git sha" in page and "hardware" in page
+
+
+def test_markdown_names_every_test(stats_site):
+    out, _ = stats_site
+    text = (out / f"{STATS_SUITE}.md").read_text()
+    for test in ("two-sided paired t-test", "Holm-corrected", "TOST (two one-sided paired t-tests",
+                 "Friedman test over 12 blocks (scenario × seed)", "Iman–Davenport F", "post-hoc Nemenyi test",
+                 "critical difference CD =", "P(best): share of 2000 bootstrap resamples (seeds within each scenario)",
+                 "margin ±", "α = 0.05"):
+        assert test in text, test
+    assert "| method | rank in class-3 | rank in random-10 | mean rank | P(best) |" in text
+
+
+def test_heatmap_shows_only_the_scenarios_metrics(stats_site):
+    out, _ = stats_site
+    page = (out / "index.html").read_text()
+    # salun_mia is meaningful on random forgetting only (metric_meta "scenarios"): its column is in the
+    # random-10 heatmap, not in class-3's.
+    class_part = page.split('id="stats-digits-class-3"')[1].split('id="stats-digits-random-10"')[0]
+    random_part = page.split('id="stats-digits-random-10"')[1]
+    class_heat = class_part.split('class="plot plot-heatmap"')[1].split("</svg>")[0]
+    random_heat = random_part.split('class="plot plot-heatmap"')[1].split("</svg>")[0]
+    assert "salun_mia" in random_heat and "salun_mia" not in class_heat
+    assert "forget_acc" in class_heat
 
 
 def test_reconstructed_metrics_are_marked(digits_site, tmp_path):
@@ -61,14 +98,14 @@ def test_reconstructed_metrics_are_marked(digits_site, tmp_path):
 
 
 @pytest.mark.browser
-def test_page_in_headless_chromium(digits_site):
+def test_page_in_headless_chromium(stats_site):
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("needs chromium and chromedriver on PATH (Debian: apt install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    out, boards, _ = digits_site
+    out, boards = stats_site
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,900"):
@@ -84,12 +121,24 @@ def test_page_in_headless_chromium(digits_site):
             rows = section.find_elements(By.CSS_SELECTOR, "table.board tbody tr")
             names = [r.find_element(By.CSS_SELECTOR, "td.method .name").text for r in rows]
             assert len(rows) == len(scenario.table)  # one row per method configuration
-            assert names[0] == "retrain (oracle)"
-            assert not any(n.startswith("plugin:") for n in names)  # the plugin loaded cleanly
+            assert names[0] == "retrain (floor)"
+            assert any("(no-op)" in n for n in names)
+            verdicts = [c.text for c in section.find_elements(By.CSS_SELECTOR, "td.verdict")]
+            assert any(v.startswith(("worse", "equivalent", "better", "inconclusive")) for v in verdicts)
             for kind in ("plot-bars", "plot-scatter", "plot-heatmap"):
                 plot = section.find_element(By.CSS_SELECTOR, f"svg.{kind}")
                 assert plot.size["width"] > 100 and plot.size["height"] > 50
-            assert len(section.find_elements(By.CSS_SELECTOR, "svg.plot-bars rect.bar")) >= 3
+            bar_text = section.find_element(By.CSS_SELECTOR, "svg.plot-bars").text
+            assert "floor (retrain)" in bar_text and "original" in bar_text  # references marked, not bars
+
+        ranking = driver.find_element(By.CSS_SELECTOR, "section.ranking")
+        cd = ranking.find_element(By.CSS_SELECTOR, "svg.plot-cd")
+        assert cd.size["width"] > 200 and cd.size["height"] > 60
+        assert "CD =" in cd.text and all(e.split(" [")[0] in cd.text for e in boards[0].overall.entries)
+        heads = [h.text for h in ranking.find_elements(By.CSS_SELECTOR, "table.ranks thead th")]
+        assert heads[-1] == "P(best)" and heads[-2] == "mean rank"
+        p_best = [float(td.text) for td in ranking.find_elements(By.CSS_SELECTOR, "table.ranks td.pbest")]
+        assert len(p_best) == len(boards[0].overall.entries) and abs(sum(p_best) - 1) < 0.02
 
         section = sections[0]
         headers = section.find_elements(By.CSS_SELECTOR, "table.board thead th")
@@ -109,16 +158,15 @@ def test_page_in_headless_chromium(digits_site):
         numbers_down = [float(v) for v in values_down if v]
         assert numbers_up == sorted(numbers_up) and numbers_down == sorted(numbers_down, reverse=True)
         assert ascending != descending  # clicking a header changes the order
-        assert values_up[-1] == "" and values_down[-1] == ""  # the failed method (no value) stays at the bottom
         assert headers[column].get_attribute("aria-sort") == "descending"
         assert sorted(before) == sorted(ascending)  # sorting moves rows, never loses them
         refs = section.find_elements(By.CSS_SELECTOR, "tbody.refs tr")
-        assert refs[0].find_element(By.CSS_SELECTOR, "td.method .name").text == "retrain (oracle)"
+        assert refs[0].find_element(By.CSS_SELECTOR, "td.method .name").text == "retrain (floor)"
 
         ARTIFACTS.mkdir(exist_ok=True)
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1300, min(int(height) + 40, 6000))
-        shot = ARTIFACTS / "leaderboard-digits-smoke.png"
+        shot = ARTIFACTS / "leaderboard-stats-digits.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()

@@ -1,6 +1,6 @@
-"""Leaderboard statistics: known answers for the pure functions, then aggregation, ranking, integrity
-and ``compare`` on a real digits-smoke run (references, finetune in two configurations, one with fewer
-seeds, and a plugin method that crashes)."""
+"""Leaderboard statistics: known answers for the pure functions, then aggregation, integrity and ``compare``
+on a real digits-smoke run (references, finetune in two configurations, one with fewer seeds, and a plugin
+method that crashes). Verdicts and rankings: test_leaderboard_verdicts.py and test_leaderboard_ranking.py."""
 
 from __future__ import annotations
 
@@ -21,13 +21,15 @@ from harness.registry import all_methods
 from harness.results import read_results, row_hash
 from harness.runner import RunOptions, run_suite
 from harness.suite import load_suite
-from leaderboard.aggregate import build_suite_board, sort_key
+from leaderboard.aggregate import sort_key
+from leaderboard.board import build_suite_board
 from leaderboard.compare import compare_entries, to_json, to_text
 from leaderboard.markdown import render_markdown
 from leaderboard.stats import holm, paired_test, rank_values, summarize
 
 SUITE = "digits-smoke"
-FIXTURE_EVALUATORS = ["accuracy", "salun_mia", "distribution"]
+# rmia: the class scenarios' avg_gap has the RMIA forget-vs-test AUC as its privacy term.
+FIXTURE_EVALUATORS = ["accuracy", "salun_mia", "distribution", "rmia"]
 CRASHY = '''
 from harness import register_method
 
@@ -56,35 +58,30 @@ def test_summarize_one_value_and_nans():
     assert summarize([]).n == 0 and math.isnan(summarize([]).mean)
 
 
-def test_holm_known_answers():
-    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    adjusted = holm([0.02, math.nan, 0.04])  # NaN is not a comparison: m = 2
-    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
-    assert holm([0.5, 0.6]) == [1.0, 1.0]
-
-
-def test_paired_t_below_wilcoxon_threshold_matches_scipy():
-    a = np.array([3.0, 5.0, 4.5, 6.0, 2.0])
-    b = np.array([2.0, 3.5, 4.0, 4.0, 1.5])
-    t = paired_test(a, b, lower_is_better=False)
+def test_paired_t_matches_scipy():
+    a = np.array([3.0, 5.0, 4.5, 6.0, 2.0, 4.0, 7.0])
+    b = np.array([2.0, 3.5, 4.0, 4.0, 1.5, 3.0, 6.5])
+    t = paired_test(a, b, lower_is_better=False)  # the default is the t-test, whatever n
     ref = stats.ttest_rel(a, b)
-    assert t.test == "t" and t.n == 5
+    assert t.test == "t" and t.n == 7
     assert t.p == pytest.approx(ref.pvalue) and t.statistic == pytest.approx(ref.statistic)
     d = a - b
     assert t.mean_diff == pytest.approx(d.mean()) and t.d_z == pytest.approx(d.mean() / d.std(ddof=1))
-    assert (t.wins_a, t.wins_b, t.ties) == (5, 0, 0)  # higher is better and a > b on every pair
+    assert (t.wins_a, t.wins_b, t.ties) == (7, 0, 0)  # higher is better and a > b on every pair
+    with pytest.raises(ValueError, match="test must be one of"):
+        paired_test(a, b, test="welch")
 
 
 def test_wilcoxon_with_enough_pairs_exact_answer():
     a = np.arange(1.0, 9.0)
     b = np.zeros(8)
-    t = paired_test(a, b)  # lower is better: b wins every pair
+    t = paired_test(a, b, test="auto")  # lower is better: b wins every pair
     assert t.test == "wilcoxon"
     assert t.p == pytest.approx(2 / 2**8)  # exact two-sided: all 8 signs agree
     assert (t.wins_a, t.wins_b) == (0, 8)
     mixed_a, mixed_b = [1, -2, 3, 4, 5, 6, 7, -8, 9], [0] * 9
-    assert paired_test(mixed_a, mixed_b).p == pytest.approx(stats.wilcoxon(mixed_a).pvalue)
+    assert paired_test(mixed_a, mixed_b, test="auto").p == pytest.approx(stats.wilcoxon(mixed_a).pvalue)
+    assert paired_test([1, 2, 3, 4, 5], [0] * 5, test="auto").test == "t"  # too few pairs for Wilcoxon
 
 
 def test_paired_test_degenerate_cases():
@@ -92,6 +89,8 @@ def test_paired_test_degenerate_cases():
     assert same.test == "identical" and same.p == 1.0 and same.ties == 3
     single = paired_test([1.0], [2.0])
     assert single.test == "none" and math.isnan(single.p) and single.wins_a == 1
+    constant = paired_test([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])  # one difference repeated: the t limit
+    assert constant.p == 0.0 and math.isinf(constant.d_z)
     d = paired_test([2, 3, 5], [1, 1, 2])  # differences 1, 2, 3: mean 2, sd 1
     assert d.d_z == pytest.approx(2.0)
     assert (d.ci_lo, d.ci_hi) == pytest.approx((2 - 4.302652730 / math.sqrt(3), 2 + 4.302652730 / math.sqrt(3)))
@@ -111,8 +110,9 @@ def build_digits_results(base: Path, cache_dir: Path) -> Path:
     results = base / "lb-digits-results"
     plugin = base / "crashy_plugin.py"
     plugin.write_text(CRASHY)
-    # The cheap evaluators only: the shadow-model attacks (ulira, rmia, mia_nn) would make this fixture take
-    # minutes; they are tested with their evaluators. Splits and model keys do not depend on evaluators.
+    # The cheap evaluators, plus RMIA (the class avg_gap's privacy term; its references are the suite's 4 tiny
+    # shadow originals): U-LiRA and MIA-NN would make this fixture take minutes (test_leaderboard_shared.py
+    # covers U-LiRA). Splits and model keys do not depend on evaluators.
     suite = load_suite(SUITE)
     suite = dataclasses.replace(suite, evaluate={**suite.evaluate, "evaluators": FIXTURE_EVALUATORS})
     common = {"results_root": results, "cache_dir": cache_dir, "device": "cpu", "progress": False}
@@ -169,35 +169,40 @@ def test_means_and_cis_equal_the_raw_rows(digits_results, digits_board):
     assert entry["avg_gap_mean"] == pytest.approx(values.mean())
     lo, hi = stats.t.interval(0.95, 1, loc=values.mean(), scale=stats.sem(values))
     assert (entry["avg_gap_lo"], entry["avg_gap_hi"]) == pytest.approx((lo, hi))
-    oracle = _entry(digits_board, "class-3", "retrain")
-    assert oracle["avg_gap_mean"] == 0 and oracle["method_kind"] == "reference" and math.isnan(oracle["rank"])
+    floor = _entry(digits_board, "class-3", "retrain")
+    oracle_rows = frame[(frame["method"] == "retrain") & (frame["scenario"] == "class-3")]
+    # The floor row is measured (one oracle against the others), not 0 by construction.
+    assert floor["avg_gap_mean"] == pytest.approx(oracle_rows["avg_gap"].mean()) and floor["avg_gap_mean"] > 0
+    assert floor["method_kind"] == "reference" and math.isnan(floor["rank"]) and floor["vs_floor_state"] == "floor"
 
 
-def test_significance_against_the_best_is_a_paired_test_on_the_seeds(digits_results, digits_board):
+def test_each_entry_is_tested_against_the_floor_paired_by_seed(digits_results, digits_board):
     frame = read_results(digits_results, SUITE)
     for board in digits_board.scenarios:
-        table = board.table
-        ranked = table[table["rank"].notna()]
-        complete = ranked[ranked["n"] == ranked["n_expected"]]  # the reference has every seed
-        best = complete.loc[complete["avg_gap_mean"].idxmin()]
-        assert best["entry"] == board.best and best["vs_best_test"] == "best"
-        others = ranked[ranked["entry"] != board.best]
-        assert len(others) == 1  # the 1-seed finetune: a single pair, so no test is possible
-        other = others.iloc[0]
-        assert other["vs_best_n"] == 1 and other["vs_best_test"] == "none" and other["tied"] is None
+        assert board.floor == "retrain"
         ok = frame[(frame["scenario"] == board.scenario) & (frame["status"] == "ok")]
-        best_seed0 = ok[(ok["config_hash"] == best["config_hash"]) & (ok["seed"] == 0)]["avg_gap"].iloc[0]
-        other_seed0 = ok[(ok["config_hash"] == other["config_hash"]) & (ok["seed"] == 0)]["avg_gap"].iloc[0]
-        assert other["vs_best_diff"] == pytest.approx(other_seed0 - best_seed0)
+        floor = ok[ok["method"] == "retrain"].set_index("seed")["avg_gap"]
+        for r in board.table[board.table["rank"].notna()].to_dict("records"):
+            mine = ok[ok["config_hash"] == r["config_hash"]].set_index("seed")["avg_gap"]
+            seeds = sorted(set(mine.index) & set(floor.index))
+            assert r["vs_floor_n"] == len(seeds)
+            assert r["vs_floor_diff"] == pytest.approx((mine.loc[seeds] - floor.loc[seeds]).mean())
+            if len(seeds) == 1:  # the one-seed configuration: no test
+                assert r["vs_floor_state"] == "too few seeds" and math.isnan(r["vs_floor_p"])
+            else:
+                assert r["vs_floor_p"] == pytest.approx(stats.ttest_rel(mine.loc[seeds], floor.loc[seeds]).pvalue)
 
 
-def test_average_ranks_across_scenarios(digits_board):
-    ranks = digits_board.ranks
-    assert set(ranks.columns) >= {"entry", "mean_rank", "n_scenarios", "class-3", "random-10"}
-    for r in ranks.to_dict("records"):
-        per = [r[s] for s in ("class-3", "random-10") if not math.isnan(r[s])]
-        assert r["mean_rank"] == pytest.approx(np.mean(per)) and r["n_scenarios"] == len(per)
-    assert not any(e.startswith(("retrain", "original", "crashy")) for e in ranks["entry"])
+def test_ranking_across_scenarios_leaves_out_partial_entries(digits_board):
+    overall = digits_board.overall
+    # Only the full finetune configuration is ranked with every seed in both scenarios.
+    assert len(overall.entries) == 1 and overall.entries[0].startswith("finetune [")
+    partial = [e for e in overall.excluded if e.startswith("finetune [")]
+    assert len(partial) == 1 and "1/2 seeds" in overall.excluded[partial[0]]
+    assert "crashy" in overall.excluded and "no result" in overall.excluded["crashy"]
+    assert not any(e.startswith(("retrain", "original")) for e in [*overall.entries, *overall.excluded])
+    row = overall.table.iloc[0]
+    assert row["mean_rank"] == 1.0 and row["p_best"] == 1.0
 
 
 def test_sort_by_metric_uses_its_direction(digits_results, digits_board):
@@ -265,7 +270,7 @@ def test_compare_paired_statistics(digits_results):
         assert "forget_acc" not in [x.metric for x in r.metrics]  # compared by its gap to the oracle
     parsed = json.loads(to_json(results))
     assert parsed[0]["metrics"][0]["metric"] == "avg_gap"
-    assert "p_holm" in to_text(results)
+    assert "p_holm" in to_text(results) and all(m.unit == "seed" for r in results for m in r.metrics)
 
 
 def test_cli_compare_and_leaderboard(digits_results, tmp_path, capsys):
@@ -282,6 +287,10 @@ def test_cli_compare_and_leaderboard(digits_results, tmp_path, capsys):
     assert main(["leaderboard", "--results", str(digits_results), "--suite", SUITE, "--out", str(out_dir),
                  "--sort", "forget_acc"]) == 0
     printed = capsys.readouterr().out
-    assert (out_dir / f"{SUITE}.md").read_text() == printed.rstrip("\n") or printed.startswith(f"# {SUITE}")
-    assert "Ranked by forget_acc (its gap to the oracle, gap_forget_acc)" in printed
-    assert (out_dir / "index.html").is_file()
+    assert printed.startswith(f"{SUITE} · ranked by forget_acc (its gap to the oracle, gap_forget_acc)")
+    assert str(out_dir / f"{SUITE}.md") in printed and (out_dir / "index.html").is_file()
+    markdown = (out_dir / f"{SUITE}.md").read_text()
+    assert "**Ranked by** forget_acc (its gap to the oracle, gap_forget_acc)" in markdown
+    assert main(["leaderboard", "--results", str(digits_results), "--suite", SUITE, "--out", str(out_dir),
+                 "--sort", "forget_acc", "--markdown"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == markdown.rstrip("\n")
