@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import register_method
+from harness import IntRange, LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import Batch, batches, fit, predict_logits
 
@@ -24,7 +24,9 @@ from harness.train import Batch, batches, fit, predict_logits
     "bad-teacher", kind="baseline", needs_retain=True,
     source="Chundawat et al. 2023 (incompetent teacher); defaults from the official repo",
     hparam_sources={k: "official bad-teaching repo" for k in
-                    ("epochs", "lr", "batch_size", "temperature", "retain_fraction")})
+                    ("epochs", "lr", "batch_size", "temperature", "retain_fraction")},
+    # Adam: a lower lr range than the SGD methods'
+    search_space={"lr": LogUniform(1e-6, 0.1), "epochs": IntRange(1, 10, hard=("low",))})
 def bad_teacher(task: UnlearningTask, *, epochs: int = 1, lr: float = 1e-4, batch_size: int = 256,
                 temperature: float = 1.0, retain_fraction: float = 0.3) -> nn.Module:
     """KL distillation from a random teacher on the forget set and from the original on a retain subset."""

@@ -6,7 +6,7 @@ CE(f_θ(x), y_nbr) with the clean x. f0 is a frozen eval-mode copy of the origin
 ``refresh_attack_model=True`` re-copies the current model at the start of every epoch (AMUN). ε = 0.1 acts on
 [0, 1] pixels (no normalisation outside the model).
 
-When FGSM does not flip the prediction (y_nbr = y), ``on_no_flip`` decides (spec §2.7 choice):
+When FGSM does not flip the prediction (y_nbr = y), ``on_no_flip`` decides (our choice, docs/baselines.md):
 ``"keep"`` (default, the original code: the step reinforces the true label), ``"drop"`` (those samples get no
 loss), ``"second"`` (use f0's most likely class other than y on x_adv). Defaults: original code (10 epochs,
 SGD lr 1e-5, momentum 0.9, no weight decay).
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import register_method
+from harness import LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import Batch, frozen_copy, optimize, sgd
 
@@ -51,7 +51,8 @@ def fgsm_neighbour_labels(attack_model: nn.Module, x: torch.Tensor, y: torch.Ten
     hparam_sources={"epochs": "original code", "lr": "original code", "momentum": "original code",
                     "weight_decay": "original code (none)", "eps": "paper (hard-coded 0.1)",
                     "on_no_flip": "original code (keep)", "refresh_attack_model": "SalUn (fixed f0)",
-                    "batch_size": "harness convention"})
+                    "batch_size": "harness convention"},
+    search_space={"lr": LogUniform(1e-6, 0.1), "eps": LogUniform(0.01, 1.0)})
 def boundary_shrink(task: UnlearningTask, *, epochs: int = 10, lr: float = 1e-5, batch_size: int = 128,
                     momentum: float = 0.9, weight_decay: float = 0.0, eps: float = 0.1, on_no_flip: str = "keep",
                     refresh_attack_model: bool = False) -> nn.Module:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness import register_method
+from harness import IntRange, LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import cross_entropy_loss, fit, sgd
 
 
 @register_method("finetune", kind="baseline", needs_retain=True,
-                 source="Warnecke et al. 2021; defaults from the SalUn/Unlearn-Sparse harness (10 ep, lr 0.01)")
+                 source="Warnecke et al. 2021; defaults from the SalUn/Unlearn-Sparse harness (10 ep, lr 0.01)",
+                 search_space={"lr": LogUniform(1e-5, 0.5), "epochs": IntRange(1, 20, hard=("low",))})
 def finetune(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, batch_size: int = 128,
              momentum: float = 0.9, weight_decay: float = 5e-4) -> nn.Module:
     """Cross-entropy fine-tuning on the retain set."""

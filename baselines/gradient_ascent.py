@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import register_method
+from harness import IntRange, LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import Batch, fit, sgd
 
@@ -28,7 +28,8 @@ def _ascent_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     source="Thudi et al. 2022 (GA/NegGrad); defaults from the Unlearn-Sparse README (5 ep, lr 1e-4)",
     hparam_sources={"epochs": "Unlearn-Sparse README", "lr": "Unlearn-Sparse README (class-wise default)",
                     "momentum": "SalUn harness", "weight_decay": "SalUn harness",
-                    "batch_size": "harness convention (SalUn uses 256)"})
+                    "batch_size": "harness convention (SalUn uses 256)"},
+    search_space={"lr": LogUniform(1e-6, 0.1), "epochs": IntRange(1, 20, hard=("low",))})
 def gradient_ascent(task: UnlearningTask, *, epochs: int = 5, lr: float = 1e-4, batch_size: int = 128,
                     momentum: float = 0.9, weight_decay: float = 5e-4) -> nn.Module:
     """Gradient ascent on the forget set's cross-entropy (forget data only)."""

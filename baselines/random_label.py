@@ -1,6 +1,6 @@
 """RL: random labelling of the forget set followed by fine-tuning on the retain set (Golatkar et al. 2020).
 
-Choices (baselines spec §2.3):
+Choices (docs/baselines.md):
 - Labels are drawn uniformly from the C−1 classes other than the true one (``exclude_true=True``, as in AMUN
   and the "amnesiac" baselines); ``exclude_true=False`` gives the SalUn CIFAR-10 behaviour (any of C classes).
   In class scenarios excluding the true label means the forgotten class never receives mass.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from harness import register_method
+from harness import IntRange, LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import Batch, batches, cross_entropy_loss, optimize, sgd
 from harness.unlearning import chained, random_wrong_labels, relabelled
@@ -64,7 +64,8 @@ def relabel_epochs(task: UnlearningTask, model: nn.Module, optimizer: torch.opti
                     "exclude_true": "AMUN code (choice; SalUn CIFAR-10 path includes the true label)",
                     "order": "SalUn CIFAR-10 path (forget pass, then retain pass)",
                     "momentum": "SalUn harness", "weight_decay": "SalUn harness",
-                    "batch_size": "harness convention (SalUn uses 256)"})
+                    "batch_size": "harness convention (SalUn uses 256)"},
+    search_space={"lr": LogUniform(1e-5, 0.5), "epochs": IntRange(1, 20, hard=("low",))})
 def random_label(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, batch_size: int = 128,
                  momentum: float = 0.9, weight_decay: float = 5e-4, exclude_true: bool = True,
                  order: str = "sequential") -> nn.Module:

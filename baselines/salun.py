@@ -4,7 +4,7 @@
    parameters; the top ``mask_ratio`` fraction is updated, the rest frozen (``harness.unlearning.saliency_mask``).
 2. RL (:mod:`baselines.random_label`, same label and order choices) with gradients multiplied by the mask.
 
-Freezing choice (baselines spec §2.4): by default masked-out weights are frozen *exactly* — after every step
+Freezing choice (docs/baselines.md): by default masked-out weights are frozen *exactly* — after every step
 they are restored and their momentum is zeroed (the Feb 2026 "Fix weight decay" semantics of the SalUn repo).
 ``legacy_mask=True`` only masks gradients, so weight decay and momentum still move frozen weights, which is how
 the paper's numbers were produced.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from baselines.random_label import relabel_epochs
-from harness import register_method
+from harness import LogUniform, Uniform, register_method
 from harness.task import UnlearningTask
 from harness.train import sgd
 from harness.unlearning import freeze_unmasked, mask_gradients, saliency_mask
@@ -29,7 +29,8 @@ from harness.unlearning import freeze_unmasked, mask_gradients, saliency_mask
                     "mask_ratio": "SalUn README", "legacy_mask": "choice: exact freeze (repo fix, Feb 2026)",
                     "exclude_true": "as random-label (choice)", "order": "SalUn CIFAR-10 path",
                     "momentum": "SalUn harness", "weight_decay": "SalUn harness",
-                    "batch_size": "harness convention (SalUn uses 256)"})
+                    "batch_size": "harness convention (SalUn uses 256)"},
+    search_space={"lr": LogUniform(1e-5, 0.5), "mask_ratio": Uniform(0.1, 0.9)})
 def salun(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.013, batch_size: int = 128,
           momentum: float = 0.9, weight_decay: float = 5e-4, mask_ratio: float = 0.5, legacy_mask: bool = False,
           exclude_true: bool = True, order: str = "sequential") -> nn.Module:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import register_method
+from harness import Choice, LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import Batch, frozen_copy, optimize, sgd
 from harness.unlearning import kd_loss
@@ -31,7 +31,9 @@ def _milestones(text: str) -> list[int]:
     source="Kurmanji et al. 2023; defaults from the official SCRUB large-scale CIFAR-10 notebook",
     hparam_sources={k: "SCRUB large-scale notebook" for k in
                     ("epochs", "msteps", "lr", "temperature", "gamma", "alpha", "momentum", "weight_decay",
-                     "forget_batch_size", "batch_size", "lr_milestones", "lr_decay")})
+                     "forget_batch_size", "batch_size", "lr_milestones", "lr_decay")},
+    # msteps: every value up to the 3 epochs (a complete set, so never "at a bound")
+    search_space={"lr": LogUniform(1e-5, 0.5), "msteps": Choice(1, 2, 3)})
 def scrub(task: UnlearningTask, *, epochs: int = 3, msteps: int = 2, lr: float = 5e-4, temperature: float = 4.0,
           gamma: float = 0.99, alpha: float = 0.001, momentum: float = 0.9, weight_decay: float = 5e-4,
           batch_size: int = 256, forget_batch_size: int = 512, lr_milestones: str = "3,5,9",

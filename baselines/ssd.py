@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import register_method
+from harness import LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import Batch, batches
 
@@ -39,7 +39,9 @@ def fisher_diagonal(model: nn.Module, stream: Iterable[Batch]) -> dict[str, torc
     "ssd", kind="baseline", needs_retain=True,
     source="Foster et al. 2024 (SSD); defaults from the official repo (alpha 10, lambda 1, batch 128)",
     hparam_sources={"alpha": "official SSD repo", "dampening": "official SSD repo (lambda)",
-                    "batch_size": "official SSD repo (random forgetting)"})
+                    "batch_size": "official SSD repo (random forgetting)"},
+    # no gradient steps: its two knobs are the selection threshold alpha and the dampening lambda
+    search_space={"alpha": LogUniform(1.0, 1e4), "dampening": LogUniform(0.1, 10.0)})
 def ssd(task: UnlearningTask, *, alpha: float = 10.0, dampening: float = 1.0, batch_size: int = 128) -> nn.Module:
     """Dampen parameters whose forget-set Fisher importance exceeds alpha times the full-set importance."""
     model = task.model

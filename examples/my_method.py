@@ -15,13 +15,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import UnlearningTask, register_method
+from harness import LogUniform, UnlearningTask, register_method
 from harness.train import fit, sgd
 from harness.unlearning import paired
 
 
 @register_method("my-method", needs_retain=True, scenarios=("random", "class"),
-                 source="examples/my_method.py: retain fine-tuning plus a small forget-ascent term (example)")
+                 source="examples/my_method.py: retain fine-tuning plus a small forget-ascent term (example)",
+                 # what `unlearn-bench tune` may change (docs/tuning.md); the other hyper-parameters stay fixed
+                 search_space={"lr": LogUniform(1e-5, 0.5), "forget_weight": LogUniform(1e-3, 0.5)})
 def my_method(task: UnlearningTask, *, epochs: int = 5, lr: float = 0.01, forget_weight: float = 0.05,
               batch_size: int = 128) -> nn.Module:
     """Fine-tune on the retain set while ascending the forget loss with a small weight."""

@@ -1,4 +1,5 @@
-"""Hyper-parameter resolution: method defaults < suite file < command line (``--set method.key=value``)."""
+"""Hyper-parameter resolution: method defaults < suite file ([method], then [method.<kind>]) < command line
+(``--set method.key=value``); and the tuning record behind a suite setting (``unlearn-bench tune``)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,66 @@ def resolve_hparams(spec: MethodSpec, *layers: Mapping[str, Any], where: str = "
 def config_hash(method: str, hparams: Mapping[str, Any]) -> str:
     blob = json.dumps({"method": method, "hparams": dict(hparams)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------ per-scenario-kind suite hyper-parameters
+# A suite's hparams file may give a method's settings per scenario kind, next to the settings for both:
+#
+#   [finetune]            # both kinds
+#   batch_size = 128
+#   [finetune.random]     # random scenarios only (wins over [finetune])
+#   lr = 0.03
+#   [finetune.random.tuning]   # written by `unlearn-bench tune`: how this setting was chosen
+#   budget = 16
+#
+# A sub-table is never a hyper-parameter (those are scalars), so the two cannot be confused.
+TUNING_TABLE = "tuning"
+TUNING_COLUMNS = ("tuning_budget", "tuning_trials", "tuned_on", "tuning_at_bound")
+
+
+def _kinds() -> tuple[str, ...]:
+    from harness.registry import SCENARIO_KINDS
+
+    return SCENARIO_KINDS
+
+
+def method_table(hparams: Mapping[str, Any], method: str, kind: str | None = None) -> dict[str, Any]:
+    """The scalar settings of ``[method]`` (``kind`` None) or ``[method.<kind>]``; checks the sub-tables."""
+    table = hparams.get(method) or {}
+    where = f"hparams file [{method}]"
+    for key, value in table.items():
+        if isinstance(value, Mapping) and key not in _kinds():
+            raise ValueError(f"{where}: unknown sub-table [{method}.{key}]: expected a scenario kind "
+                             f"({', '.join(_kinds())}){did_you_mean(key, _kinds())}")
+    if kind is None:
+        return {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+    sub = table.get(kind) or {}
+    for key, value in sub.items():
+        if isinstance(value, Mapping) and key != TUNING_TABLE:
+            raise ValueError(f"hparams file [{method}.{kind}]: unknown sub-table [{method}.{kind}.{key}]"
+                             f"{did_you_mean(key, [TUNING_TABLE])}")
+    return {k: v for k, v in sub.items() if not isinstance(v, Mapping)}
+
+
+def suite_layer(hparams: Mapping[str, Any], method: str, kind: str) -> dict[str, Any]:
+    """A method's suite settings for one scenario kind: ``[method]`` overlaid with ``[method.<kind>]``."""
+    return {**method_table(hparams, method), **method_table(hparams, method, kind)}
+
+
+def tuning_record(hparams: Mapping[str, Any], method: str, kind: str) -> dict[str, Any]:
+    """``[method.<kind>.tuning]`` (empty when the setting was not tuned by ``unlearn-bench tune``)."""
+    record = ((hparams.get(method) or {}).get(kind) or {}).get(TUNING_TABLE) or {}
+    return dict(record) if isinstance(record, Mapping) else {}
+
+
+def tuning_columns(record: Mapping[str, Any] | None, overridden: bool = False) -> dict[str, Any]:
+    """The result-row columns that say how a configuration was tuned (zeros / empty when it was not).
+
+    ``overridden``: ``--set`` changed the method's settings, so the run is not the tuned configuration.
+    """
+    if not record or overridden:
+        return {"tuning_budget": 0, "tuning_trials": 0, "tuned_on": "overridden by --set" if record else "",
+                "tuning_at_bound": ""}
+    return {"tuning_budget": int(record.get("budget", 0)), "tuning_trials": int(record.get("trials", 0)),
+            "tuned_on": str(record.get("tuned_on", "")),
+            "tuning_at_bound": ",".join(str(k) for k in record.get("at_bound", []))}

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.names import DuplicateName, Registry, did_you_mean
+from harness.tune.space import Knob, SearchSpaceError, check_space
 
 SCENARIO_KINDS = ("random", "class")
 METHOD_KINDS = ("reference", "baseline", "seed", "plugin")
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """A ``; did you mean 'x'?`` suffix (or the list of choices when nothing is close)."""
-    choices = sorted(choices)
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    if close:
-        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
-    return f"; known: {', '.join(choices)}" if choices else ""
+__all__ = ["METHODS", "MethodSpec", "PluginError", "all_methods", "did_you_mean", "ensure_builtins", "get_method",
+           "register_method", "register_variant"]
 
 
 class PluginError(ValueError):
@@ -38,6 +35,8 @@ class MethodSpec:
     source: str = ""  # where the algorithm and defaults come from
     summary: str = ""
     hparam_sources: dict[str, str] = field(default_factory=dict)
+    # What ``unlearn-bench tune`` may change, and over what range (harness/tune/space.py); empty: not tunable.
+    search_space: dict[str, Knob] = field(default_factory=dict)
 
     @property
     def module(self) -> str:
@@ -47,7 +46,8 @@ class MethodSpec:
         return scenario_kind in self.scenarios
 
 
-METHODS: dict[str, MethodSpec] = {}
+# Built-in methods live in these modules and register on import, as a plugin file does.
+METHODS: Registry[MethodSpec] = Registry("method", builtins=("harness.references", "baselines", "methods"))
 
 
 def _hyperparameters(fn: Callable[..., Any], name: str) -> dict[str, Any]:
@@ -73,11 +73,14 @@ def _hyperparameters(fn: Callable[..., Any], name: str) -> dict[str, Any]:
 
 def register_method(name: str, *, scenarios: Iterable[str] = SCENARIO_KINDS, needs_retain: bool = True,
                     kind: str = "plugin", source: str = "", hparam_sources: dict[str, str] | None = None,
-                    registry: dict[str, MethodSpec] | None = None) -> Callable[[Callable], Callable]:
+                    search_space: dict[str, Any] | None = None,
+                    registry: Registry[MethodSpec] | None = None) -> Callable[[Callable], Callable]:
     """Register ``fn(task, *, hyper=default, ...) -> nn.Module`` as an unlearning method.
 
     ``scenarios`` lists the scenario kinds the method handles ("random", "class"); ``needs_retain=False``
     means the task's retain data is ``None``. ``source`` says where the algorithm and defaults come from.
+    ``search_space`` maps hyper-parameter names to ranges (``harness.tune.space``: LogUniform, Uniform,
+    IntRange, Choice) that ``unlearn-bench tune`` searches; the other hyper-parameters stay fixed.
     """
     registry = METHODS if registry is None else registry
     scenarios = tuple(scenarios)
@@ -90,39 +93,55 @@ def register_method(name: str, *, scenarios: Iterable[str] = SCENARIO_KINDS, nee
         raise PluginError(f"method name {name!r} must be a non-empty string without spaces")
 
     def decorate(fn: Callable) -> Callable:
-        if name in registry:
-            existing = registry[name]
-            raise PluginError(f"method {name!r} is already registered (by {existing.module}); choose another name")
         defaults = _hyperparameters(fn, name)
+        try:
+            space = check_space(name, search_space or {}, defaults)
+        except SearchSpaceError as exc:
+            raise PluginError(str(exc)) from exc
         doc = inspect.getdoc(fn) or ""
-        registry[name] = MethodSpec(name, fn, scenarios, needs_retain, defaults, kind, source,
-                                    doc.splitlines()[0] if doc else "", dict(hparam_sources or {}))
+        spec = MethodSpec(name, fn, scenarios, needs_retain, defaults, kind, source,
+                          doc.splitlines()[0] if doc else "", dict(hparam_sources or {}), space)
+        try:
+            registry.register(name, spec, spec.module)
+        except DuplicateName as exc:
+            raise PluginError(str(exc)) from exc
         return fn
 
     return decorate
 
 
+def register_variant(name: str, base: Callable[..., Any], *, fixed: Mapping[str, Any],
+                     hparams: Mapping[str, Any], summary: str, **options: Any) -> Callable[..., Any]:
+    """Register ``name`` as ``base`` with the keyword arguments in ``fixed`` pinned: one definition serves
+    several methods (e.g. AMUN's variants), and each still declares its full hyper-parameters (``hparams``,
+    name -> default), so ``unlearn-bench methods`` and the results show every value.
+
+    ``options`` are :func:`register_method`'s (scenarios, needs_retain, kind, source, ...).
+    """
+    overlap = set(fixed) & set(hparams)
+    if overlap:
+        raise PluginError(f"variant {name!r}: {sorted(overlap)} are both fixed and hyper-parameters")
+
+    def variant(task: Any, **values: Any) -> Any:
+        return base(task, **fixed, **values)
+
+    variant.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in hparams.items()])
+    variant.__name__ = variant.__qualname__ = name.replace("-", "_")
+    variant.__module__ = base.__module__  # workers import the method from the base's module
+    variant.__doc__ = summary
+    return register_method(name, **options)(variant)
+
+
 def get_method(name: str) -> MethodSpec:
-    ensure_builtins()
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}{did_you_mean(name, METHODS)}")
-    return METHODS[name]
-
-
-_BUILTINS_LOADED = False
+    return METHODS.lookup(name)
 
 
 def ensure_builtins() -> None:
     """Import the built-in method packages (registration happens on import)."""
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    import baselines  # noqa: F401
-    import harness.references  # noqa: F401
-    import methods  # noqa: F401
+    METHODS.load_builtins()
 
 
 def all_methods() -> dict[str, MethodSpec]:
-    ensure_builtins()
-    return dict(METHODS)
+    return METHODS.everything()

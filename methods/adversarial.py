@@ -1,6 +1,6 @@
 """AMUN's adversarial set D_A: escalating-epsilon L2 PGD, batched over the whole forget set.
 
-Code-faithful to the AMUN repository (seed spec §2.3): the attacked model is in eval mode, inputs are not
+Code-faithful to the AMUN repository (docs/seed_methods.md): the attacked model is in eval mode, inputs are not
 augmented, there is no random start, the step is ``0.1·eps`` (recomputed whenever eps doubles), gradients
 are normalised per sample, every iterate is projected onto the eps-ball around its sample and clipped to
 [0, 1]. A sample freezes at the FIRST iterate the model misclassifies, and its adversarial label is the

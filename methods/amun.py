@@ -2,9 +2,10 @@
 
 Each forget sample x gets its closest-found misclassified neighbour x_adv, labelled with the (wrong) class the
 original model predicts there (:mod:`methods.adversarial`). Fine-tuning on these examples lowers the model's
-confidence on D_F locally, without the catastrophic forgetting that random relabelling causes (seed spec §2).
+confidence on D_F locally, without the catastrophic forgetting that random relabelling causes
+(docs/seed_methods.md).
 
-Variants (seed spec §2.4–2.5, ambiguity A2):
+Variants (registered from one definition with :func:`harness.registry.register_variant`):
   * ``amun``          D_R ∪ D_F ∪ D_A (the paper's "with D_R" setting);
   * ``amun-noretain`` D_F ∪ D_A (no access to D_R);
   * ``amun-advonly``  D_R ∪ D_A (the paper's variant for very large forget sets);
@@ -27,9 +28,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from harness import register_method
+from harness.registry import register_variant
 from harness.task import UnlearningTask
 from harness.train import Batch, augment_batch, cross_entropy_loss, make_scheduler, optimize, sgd
+from harness.tune.space import Choice, LogUniform
 from methods.adversarial import ATTACK_VERSION, adversarial_set
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ HPARAM_SOURCES = {
     "eps_init": "authors (CIFAR-10 ResNet-18)", "attack_steps": "authors (CIFAR-10)",
     "restart_per_eps": "authors' code (warm start)", "max_doublings": "ours (termination cap)",
 }
+# The authors' search (docs/seed_methods.md): lr over a log grid spanning 1e-5..1e-1 and the StepLR step in {1, 5, 10}
+# epochs. Our lr range reaches 0.5 because on small suites the best lr sat at their grid's top (0.1).
+SEARCH_SPACE = {"lr": LogUniform(1e-5, 0.5), "lr_step": Choice(1, 5, 10)}
 
 
 def build_adversarial(task: UnlearningTask, eps_init: float, attack_steps: int, max_doublings: int,
@@ -111,7 +116,7 @@ def run_amun(task: UnlearningTask, *, use_retain: bool, use_forget: bool, mask_r
     if mask_ratio is not None:
         from harness.unlearning import freeze_unmasked, mask_gradients, saliency_mask
 
-        # Mask on θ_o from the clean forget set (seed spec §2.5 / §7.3), before any update.
+        # Mask on θ_o from the clean forget set (as SalUn does), before any update.
         mask = saliency_mask(model, task.forget_loader(batch_size, shuffle=False), mask_ratio)
         grad_hook = mask_gradients(mask)
         if exact_freeze:
@@ -138,53 +143,30 @@ def run_amun(task: UnlearningTask, *, use_retain: bool, use_forget: bool, mask_r
                   weight_decay=weight_decay, grad_hook=grad_hook, step_hook_factory=step_hook_factory)
 
 
-@register_method("amun", kind="seed", scenarios=("random",), needs_retain=True, source=SOURCE,
-                 hparam_sources=HPARAM_SOURCES)
-def amun(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, lr_step: int = 1, batch_size: int = 128,
-         momentum: float = 0.9, weight_decay: float = 5e-4, eps_init: float = 0.04, attack_steps: int = 50,
-         max_doublings: int = 12, restart_per_eps: bool = False) -> nn.Module:
-    """AMUN with D_R: fine-tune on D_R ∪ D_F ∪ D_A (adversarial examples labelled with the model's prediction)."""
-    return run_amun(task, use_retain=True, use_forget=True, epochs=epochs, lr=lr, lr_step=lr_step,
-                    batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, eps_init=eps_init,
-                    attack_steps=attack_steps, max_doublings=max_doublings, restart_per_eps=restart_per_eps)
+# The four variants differ only in which sets they fine-tune on (and SalUn's mask): one definition, run_amun.
+AMUN_HPARAMS = {"epochs": 10, "lr": 0.01, "lr_step": 1, "batch_size": 128, "momentum": 0.9, "weight_decay": 5e-4,
+                "eps_init": 0.04, "attack_steps": 50, "max_doublings": 12, "restart_per_eps": False}
+VARIANTS = {
+    "amun": ({"use_retain": True, "use_forget": True}, True,
+             "AMUN with D_R: fine-tune on D_R ∪ D_F ∪ D_A (adversarial examples labelled with the model's prediction)."),
+    "amun-noretain": ({"use_retain": False, "use_forget": True}, False,
+                      "AMUN without D_R: fine-tune on D_F ∪ D_A only."),
+    "amun-advonly": ({"use_retain": True, "use_forget": False}, True,
+                     ("AMUN for large forget sets: fine-tune on D_R ∪ D_A (D_F itself left out; paper §4, code "
+                      "'advonly').")),
+}
+for _name, (_fixed, _retain, _summary) in VARIANTS.items():
+    register_variant(_name, run_amun, fixed=_fixed, hparams=AMUN_HPARAMS, summary=_summary, kind="seed",
+                     scenarios=("random",), needs_retain=_retain, source=SOURCE, hparam_sources=HPARAM_SOURCES,
+                     search_space=SEARCH_SPACE)
 
-
-@register_method("amun-noretain", kind="seed", scenarios=("random",), needs_retain=False, source=SOURCE,
-                 hparam_sources=HPARAM_SOURCES)
-def amun_noretain(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, lr_step: int = 1,
-                  batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4, eps_init: float = 0.04,
-                  attack_steps: int = 50, max_doublings: int = 12, restart_per_eps: bool = False) -> nn.Module:
-    """AMUN without D_R: fine-tune on D_F ∪ D_A only."""
-    return run_amun(task, use_retain=False, use_forget=True, epochs=epochs, lr=lr, lr_step=lr_step,
-                    batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, eps_init=eps_init,
-                    attack_steps=attack_steps, max_doublings=max_doublings, restart_per_eps=restart_per_eps)
-
-
-@register_method("amun-advonly", kind="seed", scenarios=("random",), needs_retain=True, source=SOURCE,
-                 hparam_sources=HPARAM_SOURCES)
-def amun_advonly(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, lr_step: int = 1,
-                 batch_size: int = 128, momentum: float = 0.9, weight_decay: float = 5e-4, eps_init: float = 0.04,
-                 attack_steps: int = 50, max_doublings: int = 12, restart_per_eps: bool = False) -> nn.Module:
-    """AMUN for large forget sets: fine-tune on D_R ∪ D_A (D_F itself left out; paper §4, code 'advonly')."""
-    return run_amun(task, use_retain=True, use_forget=False, epochs=epochs, lr=lr, lr_step=lr_step,
-                    batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, eps_init=eps_init,
-                    attack_steps=attack_steps, max_doublings=max_doublings, restart_per_eps=restart_per_eps)
-
-
-@register_method("amun-salun", kind="seed", scenarios=("random",), needs_retain=True,
+# As in the authors' code, SGD's weight decay and momentum still move masked weights (exact_freeze=True keeps
+# them exactly fixed instead).
+register_variant("amun-salun", run_amun, fixed={"use_retain": True, "use_forget": True},
+                 hparams={**AMUN_HPARAMS, "mask_ratio": 0.5, "exact_freeze": False},
+                 summary="AMUN_SalUn: AMUN with D_R whose gradients are masked to the top-mask_ratio salient weights.",
+                 kind="seed", scenarios=("random",), needs_retain=True,
                  source=SOURCE + "; saliency mask from SalUn (Fan et al. 2024), ratio 0.5",
                  hparam_sources={**HPARAM_SOURCES, "mask_ratio": "SalUn default",
-                                 "exact_freeze": "ours (False reproduces the authors' decay-on-masked quirk)"})
-def amun_salun(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, lr_step: int = 1, batch_size: int = 128,
-               momentum: float = 0.9, weight_decay: float = 5e-4, eps_init: float = 0.04, attack_steps: int = 50,
-               max_doublings: int = 12, restart_per_eps: bool = False, mask_ratio: float = 0.5,
-               exact_freeze: bool = False) -> nn.Module:
-    """AMUN_SalUn: AMUN with D_R whose gradients are masked to the top-``mask_ratio`` salient weights.
-
-    As in the authors' code, SGD's weight decay and momentum still move masked weights (``exact_freeze=True``
-    keeps them exactly fixed instead).
-    """
-    return run_amun(task, use_retain=True, use_forget=True, mask_ratio=mask_ratio, exact_freeze=exact_freeze,
-                    epochs=epochs, lr=lr, lr_step=lr_step, batch_size=batch_size, momentum=momentum,
-                    weight_decay=weight_decay, eps_init=eps_init, attack_steps=attack_steps,
-                    max_doublings=max_doublings, restart_per_eps=restart_per_eps)
+                                 "exact_freeze": "ours (False reproduces the authors' decay-on-masked quirk)"},
+                 search_space=SEARCH_SPACE)

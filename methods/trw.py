@@ -1,6 +1,6 @@
 """TRW / TREW — Tilted ReWeighting for class unlearning (arXiv 2506.20893; ICML 2026). RECONSTRUCTED.
 
-The paper's full text and code were not accessible. This module implements the reconstruction of seed spec §8.3
+The paper's full text and code were not accessible. This module implements our reconstruction (docs/seed_methods.md)
 from the abstracts and the public reviews; every constant is a hyper-parameter and nothing here should be read
 as the authors' exact setting. Idea: a model retrained without class u sends u's inputs to semantically nearby
 classes, so instead of pushing forget-class inputs towards a uniform or random label, fine-tune them towards the
@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import register_method
+from harness import LogUniform, register_method
 from harness.task import UnlearningTask
 from harness.train import batches, fit, make_scheduler, predict_logits, sgd
 
 SOURCE = ("RECONSTRUCTED from the abstracts and ICLR-2026 reviews of arXiv 2506.20893 (TRW/TREW); full text and "
-          "code not accessible — internals and defaults are ours except beta=10 (seed_spec.md §8.3)")
+          "code not accessible — internals and defaults are ours except beta=10 (docs/seed_methods.md)")
 HPARAM_SOURCES = {
     "beta": "reviews (beta = 10)", "similarity": "reconstructed", "pca_dim": "reconstructed",
     "temperature": "reconstructed", "lr": "ours (AMUN protocol)", "lr_step": "ours", "epochs": "ours (AMUN protocol)",
@@ -103,7 +103,9 @@ def soft_cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor
 
 
 @register_method("trw", kind="seed", scenarios=("class",), needs_retain=True, source=SOURCE,
-                 hparam_sources=HPARAM_SOURCES)
+                 hparam_sources=HPARAM_SOURCES,
+                 # the AMUN protocol's lr range, and the tilt strength (the one constant the sources give)
+                 search_space={"lr": LogUniform(1e-5, 0.5), "beta": LogUniform(0.1, 100.0)})
 def trw(task: UnlearningTask, *, beta: float = 10.0, similarity: str = "weights", pca_dim: int = 32,
         temperature: float = 0.1, epochs: int = 10, lr: float = 0.01, lr_step: int = 5, batch_size: int = 128,
         momentum: float = 0.9, weight_decay: float = 5e-4) -> nn.Module:
