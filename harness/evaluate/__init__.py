@@ -1,13 +1,15 @@
 """Evaluators: one module per metric family, registered by name.
 
 An evaluator maps (unlearned model, :class:`EvalContext`) to named metric values. Each metric declares
-its direction and whether it enters AMUN's ``avg_gap`` (§4.4 of the seed spec). Gaps are computed by the
-runner as |value - oracle's value|, where the oracle's value comes from the same evaluator.
+its direction and the scenario kinds where it can vary; the headlines (AMUN's ``avg_gap``) are defined in
+:mod:`harness.protocol`. The runner computes gaps as |value - mean of the K oracles' values|, the oracles
+being scored by the same evaluators.
 """
 
 from harness.evaluate import (  # noqa: F401  (privacy evaluators)
     accuracy,
     distribution,
+    klom,
     mia_nn,
     rmia,
     salun_mia,
