@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import Any
 
 import torch
 
+from harness.files import atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "UNLEARN_BENCH_CACHE"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def default_cache_dir() -> Path:
@@ -38,23 +37,6 @@ def cache_key(**parts: Any) -> str:
     """sha256 of the canonical JSON of everything that determines an artifact."""
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results and pages should read like normal files
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class CorruptArtifact(RuntimeError):
@@ -137,7 +119,7 @@ class ArtifactCache:
                 log.warning("corrupt cache artifact, recomputing: %s", exc)
                 self.recomputed_corrupt += 1
                 self.discard(kind, key)
-            self.misses += 1
             value = compute()
             self.save(kind, key, value, parts)
+            self.misses += 1  # counted once stored: a compute that raised trained nothing
             return value

@@ -1,4 +1,4 @@
-"""Layer-wise spectral-norm clipping in the spirit of FastClip (Ebrahimpour-Boroojeny et al.; seed spec §5).
+"""Layer-wise spectral-norm clipping in the spirit of FastClip (Ebrahimpour-Boroojeny et al.; docs/seed_methods.md).
 
 Each affine layer g (Linear, Conv1d/2d/3d) is treated as the linear operator A: v ↦ g(v) − g(0), i.e. the layer
 without its bias, applied to inputs of the shape the layer actually sees. Its largest singular value is found by

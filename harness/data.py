@@ -92,13 +92,16 @@ _FMNIST_FILES = {
 
 
 def _find_idx_dir(root: Path | None) -> Path | None:
-    """Find a folder holding the four Fashion-MNIST IDX files (plain or .gz)."""
-    candidates: list[Path] = []
-    for base in [root, os.environ.get(DATA_ROOT_ENV)]:
-        if base:
-            base = Path(base)
-            candidates += [base, base / "fashion-mnist", base / "FashionMNIST" / "raw", base / "raw"]
-    candidates.append(FASHION_MNIST_DEBIAN_DIR)
+    """Find a folder holding the four Fashion-MNIST IDX files (plain or .gz).
+
+    An explicit ``root`` is the only place searched (a wrong --data-root must not silently fall back to
+    another copy); without one, $UNLEARN_BENCH_DATA and then the Debian package's folder.
+    """
+    bases = [root] if root else [Path(p) for p in [os.environ.get(DATA_ROOT_ENV)] if p]
+    candidates = [folder for base in bases
+                  for folder in (base, base / "fashion-mnist", base / "FashionMNIST" / "raw", base / "raw")]
+    if not root:
+        candidates.append(FASHION_MNIST_DEBIAN_DIR)
     for folder in candidates:
         if all(_idx_file(folder, stem) is not None for stem in _FMNIST_FILES.values()):
             return folder
@@ -114,6 +117,11 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
 
 def load_fashion_mnist(root: str | Path | None = None) -> DatasetArrays:
     folder = _find_idx_dir(Path(root) if root else None)
+    if folder is None and root:
+        raise DatasetNotFound(
+            f"Fashion-MNIST not found under the data root {root} (looked for the four IDX files, plain or .gz, "
+            "in it and in its fashion-mnist/, FashionMNIST/raw/ and raw/ folders)."
+        )
     if folder is None:
         raise DatasetNotFound(
             "Fashion-MNIST not found. Install it with `sudo apt-get install dataset-fashion-mnist` "
@@ -165,16 +173,11 @@ def _read_cifar_batches(folder: Path, names: list[str], label_key: bytes) -> tup
     return x, torch.from_numpy(np.concatenate(ys))
 
 
-def load_cifar(name: str, root: str | Path | None = None, download: bool = False) -> DatasetArrays:
+def load_cifar(name: str, root: str | Path | None = None) -> DatasetArrays:
     """CIFAR-10/100 from the official python-pickle release under ``root`` (torchvision's layout)."""
     subdir, train_names, test_names, label_key, num_classes = _CIFAR_LAYOUT[name]
     base = Path(root or os.environ.get(DATA_ROOT_ENV) or "data")
     folder = base / subdir
-    if download and not folder.is_dir():
-        import torchvision
-
-        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-        cls(str(base), train=True, download=True)
     missing = [n for n in train_names + test_names if not (folder / n).is_file()]
     if missing:
         raise DatasetNotFound(

@@ -1,12 +1,15 @@
 """Executors: where the jobs of :mod:`harness.jobs` run -- in this process, a local process pool, or Ray.
 
 The driver (the ``unlearn-bench run`` process) plans the runs, schedules the job graph on an executor as
-dependencies finish, and alone writes the results store: workers return rows, never write them. Workers
-meet only in the artifact cache, so before any job the driver checks that every worker (every Ray node)
-can read and write the cache directory, and stops with a clear error when one cannot.
+dependencies finish, and alone writes the results store: workers return rows, never write them (the
+in-process executor hands each row to the driver as soon as its run ends, so an interrupted run loses at
+most the run in progress). Workers meet only in the artifact cache, so before any job the driver checks that
+every worker (every Ray node) can read and write the cache directory, and stops with a clear error when one
+cannot.
 
-Determinism: torch's CPU results depend on the intra-op thread count, so workers use the driver's count
-and a pool or Ray run writes the same rows (metrics to the last digit) as the sequential loop.
+Determinism: torch's CPU results depend on the intra-op thread count, so every worker, in every mode, uses
+the same fixed count (``RunOptions.threads``, 1 by default) and a pool or Ray run writes the same rows
+(metrics to the last digit) as the in-process run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from typing import Any
 
 import torch
 
-from harness.jobs import Job, JobEnv, JobResult, build_graph, is_stored, probe_cache, run_job
+from harness.jobs import (
+    Job,
+    JobEnv,
+    JobResult,
+    build_graph,
+    close_worker,
+    is_stored,
+    prepare_worker,
+    probe_cache,
+    run_job,
+)
+from harness.plan import should_retry
+from harness.shadow import shadow_batching
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +58,22 @@ class JobFailed(RuntimeError):
 
 # ------------------------------------------------------------------------------------------- executors
 class LocalExecutor:
-    """In-process and sequential: the reference every other executor must match row for row."""
+    """In-process and sequential (the default): the reference every other executor must match row for row."""
 
     name = "local"
 
-    def __init__(self, env: JobEnv):
+    def __init__(self, env: JobEnv, on_row: Callable[[dict], None] | None = None):
         self.env = env
+        self.on_row = on_row
         self._done: list[tuple[Job, Any]] = []
+        self._threads = torch.get_num_threads()
 
     def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
         return [probe_cache(self.env.cache_dir, token_name, token)]
 
     def submit(self, job: Job) -> Job:
         try:
-            self._done.append((job, run_job(self.env, job)))
+            self._done.append((job, run_job(self.env, job, self.on_row)))
         except Exception as exc:  # noqa: BLE001 - reported by wait() like the other executors do
             self._done.append((job, exc))
         return job
@@ -65,7 +82,18 @@ class LocalExecutor:
         done, self._done = self._done, []
         return done
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        close_worker()
+        torch.set_num_threads(self._threads)  # the driver's own count, changed by prepare_worker
+
+
+def worker_device(device: str, index: int, gpus: int) -> str:
+    """The device of pool worker ``index``: with ``cuda`` (or ``auto`` on a GPU machine) and G GPUs, workers go
+    round-robin over the GPUs, so ``--jobs`` larger than G packs several workers onto each GPU (a small model
+    leaves most of a GPU idle). An explicit ``cuda:N`` keeps every worker on that GPU."""
+    if device in ("cuda", "auto") and gpus > 0:
+        return f"cuda:{index % gpus}"
+    return device
 
 
 class PoolExecutor:
@@ -76,8 +104,9 @@ class PoolExecutor:
     def __init__(self, env: JobEnv, workers: int):
         self.env = env
         context = multiprocessing.get_context("spawn")
+        counter = context.Value("i", 0)  # hands each worker its index (its GPU, when packing workers onto GPUs)
         self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pool_init,
-                                           initargs=(env,))
+                                           initargs=(env, counter))
         self.jobs: dict[cf.Future, Job] = {}
 
     def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
@@ -101,15 +130,24 @@ class PoolExecutor:
 
 
 _POOL_ENV: JobEnv | None = None
+_POOL_INDEX = -1
 
 
-def _pool_init(env: JobEnv) -> None:
-    global _POOL_ENV
-    _POOL_ENV = env
+def _pool_init(env: JobEnv, counter) -> None:
+    global _POOL_ENV, _POOL_INDEX
+    with counter.get_lock():
+        _POOL_INDEX = counter.value
+        counter.value += 1
+    gpus = torch.cuda.device_count() if env.device in ("cuda", "auto") else 0
+    _POOL_ENV = dataclasses.replace(env, device=worker_device(env.device, _POOL_INDEX, gpus))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from harness.jobs import prepare_worker
+    prepare_worker(_POOL_ENV)
 
-    prepare_worker(env)
+
+def pool_worker_info() -> tuple[int, int, str]:
+    """(process id, worker index, device) of the pool worker that runs it."""
+    assert _POOL_ENV is not None, "pool worker not initialised"
+    return os.getpid(), _POOL_INDEX, _POOL_ENV.device
 
 
 def _pool_run(job: Job) -> JobResult:
@@ -185,14 +223,15 @@ def _ray_run(env: JobEnv, job: Job) -> JobResult:
 
 
 # ------------------------------------------------------------------------------------------- scheduling
-def make_executor(options, env: JobEnv):
+def make_executor(options, env: JobEnv, on_row: Callable[[dict], None] | None = None):
+    """Ray, a process pool (``--jobs N`` with N > 1) or the in-process executor (rows streamed to ``on_row``)."""
     if options.executor == "ray":
         return RayExecutor(env, options.ray_address)
     if options.executor != "local":
         raise ValueError(f"unknown executor {options.executor!r}: expected one of {', '.join(EXECUTORS)}")
     if options.jobs > 1:
         return PoolExecutor(env, options.jobs)
-    return LocalExecutor(env)
+    return LocalExecutor(env, on_row)
 
 
 def check_cache_visible(executor, cache_dir: str) -> None:
@@ -224,15 +263,19 @@ def run_graph(executor, jobs: list[Job], on_result: Callable[[Job, JobResult], N
     in_flight: dict[Any, Job] = {}
     try:
         while pending or in_flight:
-            for job in [j for j in pending if all(d in finished for d in j.deps)]:
-                pending.remove(job)
-                if on_submit is not None:
-                    narrowed = on_submit(job)
-                    if narrowed is None:
-                        finished.add(job.id)
-                        continue
-                    job = narrowed
-                in_flight[job.id] = executor.submit(job)
+            vetoed = True
+            while vetoed:  # a vetoed job (already stored) finishes at once and may release its dependents
+                vetoed = False
+                for job in [j for j in pending if all(d in finished for d in j.deps)]:
+                    pending.remove(job)
+                    if on_submit is not None:
+                        narrowed = on_submit(job)
+                        if narrowed is None:
+                            finished.add(job.id)
+                            vetoed = True
+                            continue
+                        job = narrowed
+                    in_flight[job.id] = executor.submit(job)
             if not in_flight:
                 if pending:
                     raise JobFailed(f"jobs wait on dependencies that never ran: {[j.id for j in pending]}")
@@ -252,25 +295,31 @@ def job_env(suite, options, cache_root: Path) -> JobEnv:
         suite=dataclasses.replace(suite),  # a fresh instance: no cached dataset travels to the workers
         cache_dir=str(Path(cache_root).resolve()), device=options.device,
         data_root=str(Path(options.data_root).resolve()) if options.data_root else None,
-        plugins=tuple(str(Path(p).resolve()) for p in options.plugins), threads=torch.get_num_threads(),
+        plugins=tuple(str(Path(p).resolve()) for p in options.plugins), threads=options.threads,
         results_root=str(Path(options.results_root).resolve()), isolate=bool(getattr(options, "isolate", False)),
         timeout=getattr(options, "timeout", None), memory_mb=getattr(options, "memory_mb", None))
 
 
-def uses_executor(options) -> bool:
-    """Whether ``run_suite`` hands its pending runs to this module instead of its sequential loop."""
-    return getattr(options, "executor", "local") != "local" or getattr(options, "jobs", 1) > 1
-
-
-def run_with_executor(suite, options, data, store, cache, pending: list, summary, progress,
-                      on_row: Callable[[dict], None] | None = None) -> None:
-    """Run ``pending`` (RunSpecs) on the options' executor; rows come back here and are written here."""
-    from harness.runner import _should_retry
-
+def execute_plan(suite, options, data, store, cache, pending: list, summary,
+                 on_row: Callable[[dict], None] | None = None) -> None:
+    """Run ``pending`` (RunSpecs) on the options' executor; every row is written here, by the driver."""
     if not pending:
         return
+    progress = _progress_bar(len(pending), options.progress)
+    rows_by_id: dict[str, dict] = {}
+
+    def deliver(row: dict) -> None:
+        store.write(row)
+        rows_by_id[row["run_id"]] = row
+        summary.written += 1
+        summary.failed += row["status"] != "ok"
+        if on_row:
+            on_row(row)
+        progress.set_description(f"{row['scenario']} seed {row['seed']} {row['method']}")
+        progress.update(1)
+
     env = job_env(suite, options, cache.root)
-    executor = make_executor(options, env)
+    executor = make_executor(options, env, deliver)
     gpu = str(options.device).startswith("cuda") or (
         options.device == "auto" and (torch.cuda.is_available() or
                                       (isinstance(executor, RayExecutor) and executor.has_gpus())))
@@ -280,7 +329,6 @@ def run_with_executor(suite, options, data, store, cache, pending: list, summary
         executor.close()
         raise
     claims: dict[str, contextlib.ExitStack] = {}
-    rows_by_id: dict[str, dict] = {}
     stage_seconds: dict[str, float] = {}
 
     def claim_group(job: Job) -> Job | None:
@@ -291,7 +339,7 @@ def run_with_executor(suite, options, data, store, cache, pending: list, summary
         mine = []
         for run in job.runs:
             got = stack.enter_context(store.claim(run.run_id))
-            if got and (options.force or not store.exists(run.run_id) or _should_retry(store, run, options)):
+            if got and (options.force or not store.exists(run.run_id) or should_retry(store, run, options)):
                 mine.append(run)
             else:
                 summary.skipped += 1
@@ -306,16 +354,10 @@ def run_with_executor(suite, options, data, store, cache, pending: list, summary
         stage_seconds[job.kind] = stage_seconds.get(job.kind, 0.0) + result.seconds
         cache.hits += result.cache_hits
         cache.misses += result.cache_misses
+        cache.recomputed_corrupt += result.cache_corrupt
         try:
             for row in result.rows:
-                store.write(row)
-                rows_by_id[row["run_id"]] = row
-                summary.written += 1
-                summary.failed += row["status"] != "ok"
-                if on_row:
-                    on_row(row)
-                progress.set_description(f"{row['scenario']} seed {row['seed']} {row['method']}")
-                progress.update(1)
+                deliver(row)
         finally:
             stack = claims.pop(job.id, None)
             if stack is not None:
@@ -323,11 +365,27 @@ def run_with_executor(suite, options, data, store, cache, pending: list, summary
 
     start = time.perf_counter()
     try:
-        run_graph(executor, build_graph(pending, gpu, suite), finish, claim_group)
+        batch = shadow_batching(suite, data, torch.device("cuda" if gpu else "cpu"))
+        run_graph(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)
     finally:
         for stack in claims.values():
             stack.close()
+        progress.close()
     order = {run.run_id: i for i, run in enumerate(pending)}
     summary.rows.extend(sorted(rows_by_id.values(), key=lambda r: order.get(r["run_id"], len(order))))
-    summary.stage_seconds = {**stage_seconds, "wall": time.perf_counter() - start}  # type: ignore[attr-defined]
-    summary.executor = executor.name  # type: ignore[attr-defined]
+    summary.stage_seconds = {**stage_seconds, "wall": time.perf_counter() - start}
+    summary.executor = executor.name
+
+
+class _NoProgress:
+    def set_description(self, text: str) -> None: ...
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", dynamic_ncols=True, leave=True)

@@ -78,7 +78,3 @@ def vit_tiny(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     return VisionTransformer(
         img_size=h, patch_size=4, in_chans=c, num_classes=num_classes, embed_dim=192, depth=12, num_heads=3,
     )
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

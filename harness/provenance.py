@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-HARNESS_VERSION = "0.1.0"
+from harness.version import HARNESS_VERSION  # noqa: F401  (re-exported)
 
 
 @functools.lru_cache(maxsize=1)

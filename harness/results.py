@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.cache import atomic_write_bytes
+from harness.files import atomic_write_bytes
 
 SCHEMA_VERSION = 1
+# Side folders beside the run rows (per-example attack tables, verification records). The leading "_" makes
+# Parquet dataset readers (pandas/pyarrow on the folder) skip them, so reading results/<suite> gives runs only.
+EXAMPLES_DIR = "_examples"
+VERIFICATIONS_DIR = "_verifications"
 STATUSES = ("ok", "failed", "timeout", "invalid", "skipped")
 
 
@@ -81,9 +84,6 @@ class ResultsStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def run_ids(self) -> set[str]:
-        return {p.stem for p in self.folder.glob("*.parquet")}
-
 
 def read_results(root: str | Path, suite: str | None = None, verify: bool = True) -> pd.DataFrame:
     """All rows (of one suite, or every suite) as a DataFrame; ``tampered`` is True where a row's hash fails."""
@@ -108,5 +108,10 @@ def read_results(root: str | Path, suite: str | None = None, verify: bool = True
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def env_var_results_root() -> Path:
-    return Path(os.environ.get("UNLEARN_BENCH_RESULTS", "results"))
+def write_examples(results_root: str | Path, suite: str, name: str, frame: pd.DataFrame) -> Path:
+    """A per-example table (e.g. ``ulira-<scenario>-<method>-<config>``) beside the run rows, written atomically."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    path = Path(results_root) / suite / EXAMPLES_DIR / f"{name}.parquet"
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

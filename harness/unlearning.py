@@ -22,7 +22,7 @@ U = TypeVar("U")
 
 # --------------------------------------------------------------------------------------------- saliency
 def saliency_scores(model: nn.Module, forget_batches: Iterable[Batch]) -> dict[str, torch.Tensor]:
-    """|Σ_batches ∇θ CE(f_θ(x), y)| at the current weights (SalUn §2.4 / seed spec §7.3).
+    """|Σ_batches ∇θ CE(f_θ(x), y)| at the current weights (SalUn, Fan et al. 2024; docs/baselines.md).
 
     Gradients are batch means summed over one pass; the model is put in eval mode (BN uses running
     statistics, as in the SalUn mask script) and restored to its previous mode afterwards.
@@ -107,12 +107,6 @@ def freeze_unmasked(model: nn.Module, mask: Mask,
     return hook
 
 
-def mask_fraction(mask: Mask) -> float:
-    """Fraction of True entries (the weights that are updated)."""
-    total = sum(m.numel() for m in mask.values())
-    return float(sum(int(m.sum()) for m in mask.values()) / total) if total else 0.0
-
-
 # --------------------------------------------------------------------------------------------- labels / losses
 def random_wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator,
                         exclude_true: bool = True) -> torch.Tensor:
@@ -169,7 +163,3 @@ def relabelled(stream: Iterable[Batch], relabel: Callable[[torch.Tensor, torch.T
     """Batches with labels replaced by ``relabel(x, y)``."""
     for x, y in stream:
         yield x, relabel(x, y)
-
-
-def all_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())

@@ -81,8 +81,7 @@ def test_adversarial_set_reused_from_cache(digits_random, tmp_path):
     def run(method: str):
         spec = get_method(method)
         params = {**spec.hparams, **hp}
-        return unlearn(spec, params, world.original, world.data, world.split, world.split.forget,
-                       world.split.retain, 0, world.suite, torch.device("cpu"), cache=cache, original_key="orig-0")
+        return unlearn(world.run(spec, params, original_key="orig-0"), cache=cache)
 
     run("amun")
     assert (cache.misses, cache.hits) == (1, 0)

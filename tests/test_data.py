@@ -75,7 +75,7 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr("harness.data.FASHION_MNIST_DEBIAN_DIR", tmp_path / "nowhere")
     monkeypatch.delenv("UNLEARN_BENCH_DATA", raising=False)
     with pytest.raises(DatasetNotFound, match="apt-get install dataset-fashion-mnist"):
-        load_fashion_mnist(tmp_path / "empty")
+        load_fashion_mnist()
 
 
 def write_cifar(root: Path, name: str, n_per_file: int = 6) -> tuple[np.ndarray, list[int]]:
@@ -120,3 +120,9 @@ def test_digits_and_stratified_subset():
     assert counts.max() - counts.min() <= 1
     assert torch.equal(idx, stratified_subset(data.train_y, 100, seed=0))
     assert not torch.equal(idx, stratified_subset(data.train_y, 100, seed=1))
+
+
+def test_an_explicit_data_root_without_the_dataset_is_an_error_naming_it(tmp_path):
+    """A wrong --data-root must not silently fall back to the system copy."""
+    with pytest.raises(DatasetNotFound, match=str(tmp_path)):
+        load_fashion_mnist(tmp_path)

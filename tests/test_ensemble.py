@@ -123,3 +123,38 @@ def test_new_recipe_fields_keep_old_cache_keys():
     assert "precision" not in Recipe().as_dict() and "channels_last" not in Recipe().as_dict()
     assert Recipe(precision="bf16").as_dict()["precision"] == "bf16"
     assert Recipe(channels_last=True).as_dict()["channels_last"] is True
+
+
+def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
+    """The batched shadow path (a GPU job in the graph) stores each model under the key the sequential path
+    loads, with weights equal to rounding."""
+    from harness.artifacts import train_cached, train_cached_many
+    from harness.cache import ArtifactCache
+
+    suite = dataclasses.replace(load_suite("digits-smoke"), recipe=Recipe(epochs=3, batch_size=64, lr=0.05))
+    data = suite.load_data()
+    gen = torch.Generator().manual_seed(0)
+    positions = [torch.sort(torch.randperm(len(data.train_y), generator=gen)[:600]).values for _ in range(3)]
+    seeds, cpu = [5, 6, 7], torch.device("cpu")
+    batched_cache, sequential_cache = ArtifactCache(tmp_path / "b"), ArtifactCache(tmp_path / "s")
+    batched = train_cached_many(suite, data, batched_cache, "shadow-original", positions, seeds, cpu, mode="batched")
+    assert batched_cache.misses == 0 and batched_cache.hits == 3  # trained together, then loaded one by one
+    sequential = [train_cached(suite, data, sequential_cache, "shadow-original", p, s, cpu)
+                  for p, s in zip(positions, seeds)]
+    assert [m.key for m in batched] == [m.key for m in sequential]
+    assert _max_diff([m.model for m in batched], [m.model for m in sequential]) < 2e-3
+    assert _max_diff([m.model for m in batched], [m.model for m in sequential[1:] + sequential[:1]]) > 5e-2
+
+
+def test_the_job_graph_batches_the_shadow_bank_on_a_gpu():
+    from harness.jobs import build_graph
+    from harness.plan import RunOptions, plan_runs, select_methods
+
+    suite = load_suite("digits-smoke")
+    plan = plan_runs(suite, RunOptions(methods=["finetune"], seeds=[0]), select_methods(suite, ["finetune"]))
+    jobs = {j.id: j for j in build_graph(plan, gpu=True, suite=suite, batch_shadows=True)}
+    n = suite.evaluate["shadow_models"]
+    assert jobs["shadow-original/all"].indices == tuple(range(n))
+    assert jobs["shadow-retrained/class-3/all"].indices == tuple(range(n))
+    assert not any(j.startswith("shadow-original/0") for j in jobs)
+    assert "shadow-original/all" in jobs["runs/random-10/0"].deps and all(j.gpu for j in jobs.values())

@@ -13,14 +13,15 @@ import torch
 from harness.executors import (
     ExecutorError,
     LocalExecutor,
+    PoolExecutor,
     check_cache_visible,
     job_env,
+    make_executor,
     run_graph,
-    uses_executor,
 )
 from harness.jobs import Job, JobResult, build_graph
 from harness.results import read_results
-from harness.runner import RunOptions, plan_runs, run_suite, select_methods
+from harness.runner import RunOptions, RunSummary, plan_runs, run_suite, select_methods
 from harness.suite import load_suite
 
 # Columns that measure time or when a row was written: they differ between any two runs.
@@ -64,8 +65,9 @@ def test_process_pool_writes_the_rows_of_the_sequential_loop(tmp_path):
     pool = run_suite(suite, _options(tmp_path, "pool", jobs=2))
     assert pool.executor == "pool" and local.written == pool.written == 4 and pool.failed == 0
     assert [r["run_id"] for r in pool.rows] == [r["run_id"] for r in local.rows]  # plan order, not finish order
-    assert pool.cache_misses == local.cache_misses == 5  # original, 2 oracles, 2 shadows: each trained once
-    assert set(pool.stage_seconds) == {"original", "oracle", "shadows", "runs", "wall"}
+    trained = 1 + 2 * suite.oracles + 2  # the original, K oracles per scenario, 2 shadows: each trained once
+    assert pool.cache_misses == local.cache_misses == trained
+    assert set(pool.stage_seconds) == {"original", "oracle", "shadow-original", "runs", "wall"}
     a, b = _rows(tmp_path / "local" / "results", suite.name), _rows(tmp_path / "pool" / "results", suite.name)
     assert (a["status"] == "ok").all() and not a["tampered"].any() and not b["tampered"].any()
     _assert_same_rows(a, b)
@@ -79,8 +81,16 @@ def test_graph_dependencies_and_order():
     plan = plan_runs(suite, options, select_methods(suite, options.methods))
     jobs = build_graph(plan, suite=suite)
     ids = [j.id for j in jobs]
-    assert ids[:2] == ["original/0", "original/1"] and len(ids) == 2 + 4 + 2 + 4  # + one shadow job a scenario
-    assert "shadows/class-3" in next(j for j in jobs if j.id == "runs/class-3/0").deps
+    # 2 originals, K oracles per (scenario, seed), N shadow originals, N retrained shadows per scenario, one
+    # prepare job per (scenario, method configuration) (U-LiRA's shadow runs), a runs job per (scenario, seed)
+    n = suite.evaluate["shadow_models"]
+    assert ids[:2] == ["original/0", "original/1"]
+    assert len(ids) == 2 + 4 * suite.oracles + n + 2 * n + 2 + 4
+    assert {j.index for j in jobs if j.kind == "oracle"} == set(range(suite.oracles))
+    deps = next(j for j in jobs if j.id == "runs/class-3/0").deps
+    assert {"shadow-retrained/class-3/0", "shadow-original/0", "oracle/class-3/0/1"} <= set(deps)
+    prepare = next(j for j in jobs if j.kind == "prepare" and j.scenario == "class-3")
+    assert prepare.id in deps and set(prepare.deps) == {f"shadow-original/{i}" for i in range(n)}
     seen: set[str] = set()
     for job in jobs:  # topological: every dependency comes earlier
         assert set(job.deps) <= seen, job.id
@@ -105,6 +115,9 @@ def test_run_graph_waits_for_dependencies_and_reports_failures(tmp_path):
     jobs = [Job("b", "runs", 0, deps=("a",)), Job("a", "original", 0), Job("c", "runs", 0, deps=("a", "b"))]
     run_graph(Recorder(env), jobs, lambda job, result: None)
     assert order == ["a", "b", "c"]
+    order.clear()  # a job vetoed at submission (its output is stored) releases its dependents at once
+    run_graph(Recorder(env), jobs, lambda job, result: None, lambda job: None if job.id == "a" else job)
+    assert order == ["b", "c"]
     with pytest.raises(RuntimeError, match="job boom failed"):
         run_graph(Recorder(env), [Job("boom", "original", 0), Job("d", "runs", 0, deps=("boom",))],
                   lambda job, result: None)
@@ -126,9 +139,14 @@ def test_cache_check_names_the_folder_when_a_worker_cannot_see_it(tmp_path):
     assert env.cache_dir in str(info.value)
 
 
-def test_options_select_the_executor():
-    assert not uses_executor(RunOptions())
-    assert uses_executor(RunOptions(jobs=2)) and uses_executor(RunOptions(executor="ray"))
+def test_options_select_the_executor(tmp_path):
+    env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path)
+    assert isinstance(make_executor(RunOptions(), env), LocalExecutor)
+    pool = make_executor(RunOptions(jobs=2), env)
+    try:
+        assert isinstance(pool, PoolExecutor)
+    finally:
+        pool.close()
 
 
 def test_cli_flags_reach_run_options(monkeypatch, tmp_path):
@@ -136,7 +154,7 @@ def test_cli_flags_reach_run_options(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr("harness.runner.run_suite", lambda suite, options: seen.setdefault("o", options) and
-                        type("S", (), {"written": 0, "failed": 0, "skipped": 0})())
+                        RunSummary())
     cli.main(["run", "--suite", "digits-smoke", "--jobs", "3", "--executor", "ray", "--ray-address", "auto",
               "--results", str(tmp_path)])
     options = seen["o"]
@@ -145,6 +163,34 @@ def test_cli_flags_reach_run_options(monkeypatch, tmp_path):
         cli.build_parser().parse_args(["run", "--jobs", "0"])
 
 
-def test_workers_pin_the_drivers_thread_count(tmp_path):
+def test_every_worker_uses_the_fixed_thread_count(tmp_path):
+    """Rows depend on torch's intra-op thread count, so it is an option (1 by default), never inherited."""
     env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path)
-    assert env.threads == torch.get_num_threads() and Path(env.cache_dir).is_absolute()
+    assert env.threads == 1 and Path(env.cache_dir).is_absolute()
+    assert job_env(load_suite("digits-smoke"), RunOptions(threads=3), tmp_path).threads == 3
+    before = torch.get_num_threads()
+    executor = LocalExecutor(env)
+    executor.close()
+    assert torch.get_num_threads() == before  # the in-process executor restores the driver's count
+
+
+def test_pool_workers_are_packed_round_robin_onto_gpus():
+    from harness.executors import worker_device
+
+    assert [worker_device("cuda", i, 2) for i in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert worker_device("auto", 3, 4) == "cuda:3" and worker_device("auto", 3, 0) == "auto"
+    assert worker_device("cuda:1", 0, 4) == "cuda:1" and worker_device("cpu", 5, 8) == "cpu"
+
+
+def test_each_pool_worker_gets_its_own_index(tmp_path):
+    """What GPU packing relies on: N spawned workers, indices 0..N-1, one per process."""
+    from harness.executors import pool_worker_info
+
+    executor = PoolExecutor(job_env(load_suite("digits-smoke"), RunOptions(device="cpu"), tmp_path), 2)
+    try:
+        futures = [executor.pool.submit(pool_worker_info) for _ in range(8)]
+        seen = {pid: (index, device) for pid, index, device in (f.result() for f in futures)}
+    finally:
+        executor.close()
+    assert sorted(index for index, _ in seen.values()) == list(range(len(seen))) and len(seen) <= 2
+    assert {device for _, device in seen.values()} == {"cpu"}

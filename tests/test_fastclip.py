@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from methods.fastclip import SpectralClipper, clipping_hook, linear_map, power_iteration
+from harness.clipping import SpectralClipper, clipping_hook, linear_map, power_iteration
 
 
 def explicit_matrix(layer: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
