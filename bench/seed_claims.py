@@ -126,21 +126,27 @@ def trw_claim(frame: pd.DataFrame, results: Path, suite: str, rng: np.random.Gen
                 wide = seed_matrix(rows, ["trw", *others], gap)
                 draws = seed_draws(wide, rng)
                 best_draws, share = best_in_each_draw(draws[:, 1:], others)
-                found = (reduction(draws[:, 0], best_draws), share, f"{len(wide)} seeds")
+                found = (draws[:, 0], best_draws, share, f"{len(wide)} seeds")
             if isinstance(found, str):
                 lines.append(f"  {scenario} {metric:9s}: gap(trw) = {g_trw:6.2f}, best other = {best} "
                              f"({g_best:.2f}); reduction = {100 * point:+.1f}% [CI n/a: {found}]")
                 continue
-            red, share, unit = found
-            lo, hi = percentile_interval(red)
+            trw_draws, best_draws, share, unit = found
+            d_lo, d_hi = percentile_interval(trw_draws - best_draws)
+            # A ratio's interval is only meaningful while its denominator stays away from 0 in every draw.
+            stable = bool(np.all(best_draws > 0.1 * max(g_best, 1e-9)))
+            lo, hi = percentile_interval(reduction(trw_draws, best_draws)) if stable else (np.nan, np.nan)
+            ratio_ci = (f"95% CI {100 * lo:+.1f}%, {100 * hi:+.1f}%" if stable else
+                        "no CI: the best other's gap comes near 0 in some draws, so the ratio is unstable")
             lines.append(f"  {scenario} {metric:9s}: gap(trw) = {g_trw:6.2f}, best other = {best} "
-                         f"({g_best:.2f}); reduction = {100 * point:+.1f}% [95% CI {100 * lo:+.1f}%, "
-                         f"{100 * hi:+.1f}%] over {unit}; best other per draw: {_picks(share)}")
+                         f"({g_best:.2f}); gap(trw) - gap(best) = {g_trw - g_best:+.2f} [95% CI {d_lo:+.2f}, "
+                         f"{d_hi:+.2f}]; reduction = {100 * point:+.1f}% [{ratio_ci}] over {unit}; "
+                         f"best other per draw: {_picks(share)}")
     return lines
 
 
 def _ulira_reduction(rows: pd.DataFrame, results: Path, suite: str, scenario: str, others: list[str]
-                     ) -> tuple[np.ndarray, pd.Series, str] | str:
+                     ) -> tuple[np.ndarray, np.ndarray, pd.Series, str] | str:
     tables = {}
     for method in ("trw", "retrain", *others):
         sel = rows[rows["method"] == method]
@@ -152,7 +158,7 @@ def _ulira_reduction(rows: pd.DataFrame, results: Path, suite: str, scenario: st
     gaps = {m: np.abs(accs[m] - accs["retrain"]) for m in ("trw", *others)}
     best_draws, share = best_in_each_draw(np.column_stack([gaps[m] for m in others]), others)
     unit = "shadow pairs" if all("pair" in t for t in tables.values()) else "shadows"
-    return reduction(gaps["trw"], best_draws), share, unit
+    return gaps["trw"], best_draws, share, unit
 
 
 def amun_claim(frame: pd.DataFrame, rng: np.random.Generator) -> list[str]:

@@ -28,7 +28,7 @@ from harness.cache import ArtifactCache
 from harness.evaluate import EVALUATORS
 from harness.isolation import Isolation
 from harness.plugins import load_plugins
-from harness.references import ORACLE_METHOD
+from harness.protocol import ORACLE_METHOD
 from harness.registry import get_method
 from harness.run import SeedContext, execute_run, make_isolation
 from harness.shadow import (

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from harness.protocol import ORACLE_METHOD
 from harness.registry import register_method
 from harness.task import UnlearningTask
-
-ORACLE_METHOD = "retrain"
 
 
 @register_method("original", kind="reference", needs_retain=False,

@@ -37,6 +37,7 @@ from harness.plugins import PluginFailure
 from harness.protocol import (
     HEADLINE_DESCRIPTIONS,
     HEADLINES,
+    ORACLE_METHOD,
     TOW_DESCRIPTION,
     TOW_TERMS,
     floor_gaps,
@@ -46,7 +47,6 @@ from harness.protocol import (
     tow,
 )
 from harness.provenance import git_sha, hardware, package_versions
-from harness.references import ORACLE_METHOD
 from harness.registry import MethodSpec, get_method
 from harness.splits import Split, make_split, parse_scenario, stable_seed
 from harness.suite import Suite, SuiteData
@@ -221,7 +221,8 @@ def metric_metadata(suite: Suite, kind: str) -> str:
         for m in evaluator.metrics_for(kind):
             meta[m.name] = {"direction": m.direction, "in_avg_gap": m.name in avg_terms, "unit": m.unit,
                             "reconstructed": m.reconstructed, "evaluator": name, "per_method": evaluator.per_method,
-                            "scenarios": list(m.scenarios), "description": m.description}
+                            "scenarios": list(m.scenarios), "description": m.description,
+                            "privacy": m.privacy}
     for name, terms in HEADLINES.items():
         meta[name] = {"direction": "lower", "unit": "%", "evaluator": "protocol", "terms": list(terms[kind]),
                       "per_method": False, "reconstructed": False, "scenarios": ["random", "class"],

@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.membership import percentile_interval
 from harness.names import did_you_mean
+from harness.protocol import ORACLE_METHOD
 from leaderboard.shadows import (
     N_BOOT,
     ShadowTables,
@@ -32,7 +33,7 @@ from leaderboard.stats import ALPHA, LEVEL, rank_values, summarize
 from leaderboard.verdicts import FLOOR, NO_OP, NOT_TESTED, Verdict, seed_verdicts, shadow_verdicts
 from leaderboard.verification import entry_recheck
 
-ORACLE = "retrain"
+ORACLE = ORACLE_METHOD
 RUNTIME = ("time_ratio", "wall_time_s")  # lower is better; not part of metric_meta
 HEADLINES = ("avg_gap", "avg_gap_rmia")  # mean gaps to the oracles (harness.protocol); lower is better
 NOT_OK = ("failed", "timeout", "invalid", "unreadable")
@@ -55,6 +56,7 @@ class Metric:
     scenarios: tuple[str, ...] = ("random", "class")  # scenario kinds where the metric is meaningful
     headline: bool = False  # a mean of gaps (avg_gap, avg_gap_rmia): its own column, no gap_ column
     description: str = ""
+    privacy: bool = False  # a membership-inference / forgetting-evidence metric (its evaluator says so)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def metric_meta(frame: pd.DataFrame) -> dict[str, Metric]:
                                  bool(info.get("in_avg_gap")), bool(info.get("reconstructed")),
                                  str(info.get("unit", "")), str(info.get("evaluator", "")),
                                  bool(info.get("per_method")), tuple(info.get("scenarios", ("random", "class"))),
-                                 headline, str(info.get("description", "")))
+                                 headline, str(info.get("description", "")), bool(info.get("privacy")))
     # Headlines first, then evaluator by evaluator (as registered), then by name: related metrics stay together.
     return dict(sorted(found.items(), key=lambda kv: (not kv[1].headline, kv[1].evaluator, kv[0])))
 

@@ -40,7 +40,6 @@ from leaderboard.format import (
 from leaderboard.plots import Item, bar_chart, cd_diagram, heatmap, scatter
 
 # Privacy gap: per-example attacks when present, else the population MIA, else forget accuracy.
-PRIVACY_PREFIXES = ("ulira", "mia_nn", "rmia")
 UTILITY_METRICS = ("test_acc", "retain_acc")
 # Heatmap colour saturates at a column's largest gap, but never below these (a display choice, not a
 # statistic): gaps under one accuracy point, 0.1 nats or 0.02 TV stay pale.
@@ -241,11 +240,8 @@ def gap_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> list[str]:
 def privacy_utility_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> tuple[list[str], str, list[str]]:
     """(privacy metrics, how they were chosen, utility metrics) among those with gaps in this scenario."""
     have = gap_metrics(board, meta)
-    privacy = [m for m in have if m.startswith(PRIVACY_PREFIXES)]
-    why = "U-LiRA / MIA gaps"
-    if not privacy:
-        privacy = [m for m in have if m.startswith("salun_mia")]
-        why = "SalUn MIA gap"
+    privacy = [m for m in have if meta[m].privacy]  # the evaluators mark their privacy metrics
+    why = "membership-attack gaps"
     if not privacy:
         privacy = [m for m in have if m == "forget_acc"]
         why = "forget-accuracy gap (no MIA metric in these results)"

@@ -31,6 +31,7 @@ class MetricInfo:
     unit: str = "%"
     reconstructed: bool = False  # the definition is our reconstruction, not the authors' verified setting
     scenarios: tuple[str, ...] = ("random", "class")
+    privacy: bool = False  # a membership/forgetting-evidence metric (plotted against the utility gaps)
 
 
 @dataclass

@@ -56,7 +56,7 @@ from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import logit_confidence, write_examples
 from harness.hparams import config_hash
 from harness.klom_bank import DEFAULT_MODELS, DEFAULT_REFERENCES, KlomBank, bank_settings, klom_bank
-from harness.references import ORACLE_METHOD
+from harness.protocol import ORACLE_METHOD
 from harness.suite import SuiteData
 from harness.train import predict_logits
 
@@ -199,9 +199,9 @@ def _sets(bank: KlomBank) -> dict[str, tuple[str, np.ndarray]]:
 def _metric(name: str, what: str) -> list[MetricInfo]:
     return [MetricInfo(f"klom_{name}_p50", f"median over {what} of the per-example KL(unlearned || oracle) of "
                        "margins (N unlearned vs M oracles; the retrain row: N held-out retrains, its floor)",
-                       direction="lower", unit="nats"),
+                       direction="lower", unit="nats", privacy=True),
             MetricInfo(f"klom_{name}_p{PERCENTILE}", f"{PERCENTILE}th percentile over {what} of the per-example "
-                       "KL(unlearned || oracle) of margins", direction="lower", unit="nats")]
+                       "KL(unlearned || oracle) of margins", direction="lower", unit="nats", privacy=True)]
 
 
 @register_evaluator("klom", per_method=True, options=DEFAULTS, prepare=prepare_klom, check=check_options, metrics=[

@@ -70,8 +70,8 @@ def discriminate(model_f: np.ndarray, retrained_f: np.ndarray, C: float, gamma, 
 
 @register_evaluator("mia_nn", needs=("shadow-bank",), options=DEFAULTS, metrics=[
     MetricInfo("mia_nn", "MIA-NN on forget-class test images (member-rate %, or the discriminator's accuracy)",
-               reconstructed=True, scenarios=("class",)),
-    MetricInfo("mia_nn_train", "MIA-NN on forget-class train images", reconstructed=True, scenarios=("class",)),
+               reconstructed=True, scenarios=("class",), privacy=True),
+    MetricInfo("mia_nn_train", "MIA-NN on forget-class train images", reconstructed=True, scenarios=("class",), privacy=True),
     MetricInfo("mia_nn_neighbour", "the neighbour class n(u) found from the bank's retrained models",
                direction="info", unit="class", scenarios=("class",)),
     MetricInfo("mia_nn_n_retrained", "number of retrained shadow models behind MIA-NN", direction="info",

@@ -48,7 +48,7 @@ from harness.cache import cache_key
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.hparams import config_hash
 from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
-from harness.references import ORACLE_METHOD
+from harness.protocol import ORACLE_METHOD
 from harness.results import write_examples as write_side_table
 from harness.shadow import ShadowBank, shadow_bank
 from harness.splits import stable_seed
@@ -235,9 +235,9 @@ def prepare_ulira(ctx: EvalContext) -> None:
 @register_evaluator("ulira", per_method=True, needs=("shadow-bank",), options=DEFAULTS, prepare=prepare_ulira,
                     metrics=[
     MetricInfo("ulira_acc", "U-LiRA balanced accuracy, forgotten vs never-seen examples under the same unlearned "
-               "shadows (the retrain reference's value is the floor)", reconstructed=True),
-    MetricInfo("ulira_auc", "U-LiRA ROC AUC (forgotten vs never seen)", reconstructed=True),
-    MetricInfo("ulira_tpr_1fpr", "U-LiRA true-positive rate at 1% false-positive rate", reconstructed=True),
+               "shadows (the retrain reference's value is the floor)", reconstructed=True, privacy=True),
+    MetricInfo("ulira_auc", "U-LiRA ROC AUC (forgotten vs never seen)", reconstructed=True, privacy=True),
+    MetricInfo("ulira_tpr_1fpr", "U-LiRA true-positive rate at 1% false-positive rate", reconstructed=True, privacy=True),
     *_boot_metric("ulira_acc", "U-LiRA accuracy"),
     *_boot_metric("ulira_auc", "U-LiRA AUC"),
     MetricInfo("ulira_shuffle_acc", "U-LiRA accuracy with membership labels shuffled within examples (a control: "
