@@ -52,7 +52,7 @@ def fgsm_neighbour_labels(attack_model: nn.Module, x: torch.Tensor, y: torch.Ten
                     "weight_decay": "original code (none)", "eps": "paper (hard-coded 0.1)",
                     "on_no_flip": "original code (keep)", "refresh_attack_model": "SalUn (fixed f0)",
                     "batch_size": "harness convention"},
-    search_space={"lr": LogUniform(1e-6, 0.1), "eps": LogUniform(0.01, 1.0)})
+    search_space={"lr": LogUniform(1e-6, 0.1), "eps": LogUniform(1e-3, 1.0)})
 def boundary_shrink(task: UnlearningTask, *, epochs: int = 10, lr: float = 1e-5, batch_size: int = 128,
                     momentum: float = 0.9, weight_decay: float = 0.0, eps: float = 0.1, on_no_flip: str = "keep",
                     refresh_attack_model: bool = False) -> nn.Module:

@@ -112,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--budget", type=_positive(int, "--budget", "integer"), default=16, metavar="N",
                       help="trials per (method, scenario kind), the same for every method (default 16)")
     tune.add_argument("--seeds", type=_int_csv, default=[],
-                      help="validation seeds, disjoint from the suite's (default: 1000,1001)")
+                      help="validation seeds, disjoint from the suite's (default: 1000,1001,1002)")
     tune.add_argument("--kinds", type=_csv, default=[], help="scenario kinds to tune (default: the suite's)")
+    tune.add_argument("--classes", type=_positive(int, "--classes", "integer"), default=None, metavar="N",
+                      help="validation forget classes per class scenario (default 2)")
     tune.add_argument("--out", type=Path, default=Path("tuning"),
                       help="folder for the tuned hparams file, a copy of the suite file, the trial logs and the "
                            "validation runs (default ./tuning)")

@@ -43,6 +43,13 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256) 
     )
 
 
+@register_model("mlp-128")
+def mlp_128(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """The MLP at half width, fmnist-quick's model: half the compute of 256 units on a CPU, and the same
+    original-oracle forget-accuracy gap on that suite (docs/scale.md)."""
+    return mlp(input_shape, num_classes, hidden=128)
+
+
 @register_model("cnn-small")
 def cnn_small(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """Two conv blocks and a linear head; works for 8x8, 28x28 and 32x32 inputs."""

@@ -104,6 +104,7 @@ class SeedContext:
             ctx.unlearn = lambda original, forget, retain, seed, original_key=None: shadow_unlearn(
                 self.method_run(spec, hparams, original, forget, retain, seed, original_key),
                 self.cache if original_key else None, self.isolation)
+            ctx.unlearn_sandbox = sandbox_label(self.isolation)
         return ctx
 
     def method_run(self, spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, forget: torch.Tensor,
@@ -254,7 +255,7 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     spec = get_method(run.method)
     is_oracle = spec.name == ORACLE_METHOD
     row = base_row(suite, data, run, spec.kind, ctx.device)
-    row["sandbox"] = ctx.isolation.sandbox if ctx.isolation is not None else "off"  # harness/sandbox.py
+    row["sandbox"] = sandbox_label(ctx.isolation)
     row.update(split_hash=ctx.split.hash, original_key=ctx.original.key, oracle_key=ctx.oracle.key,
                oracle_keys=json.dumps([o.key for o in ctx.oracles]), oracle_train_s=ctx.oracle.train_seconds)
     start = time.perf_counter()
@@ -327,6 +328,11 @@ def plugin_failure_rows(suite: Suite, data: SuiteData, failures: list[PluginFail
                 row = base_row(suite, data, run, "plugin", device)
                 rows.append(_failed(row, "failed", failure.error, 0.0))
     return rows
+
+
+def sandbox_label(isolation: Isolation | None) -> str:
+    """How method runs are protected: the workers' sandbox mode (harness/sandbox.py), or "off" in-process."""
+    return isolation.sandbox if isolation is not None else "off"
 
 
 def make_isolation(suite: Suite, isolate: bool, timeout: float | None = None,

@@ -189,3 +189,7 @@ def test_klom_end_to_end_on_digits(tmp_path, digits_suite):
     assert cls["klom_forget_p50"] > 6.0
     # the method's runs on the bank's originals are cached per (configuration, scenario); retrain has none
     assert len(list((tmp_path / "cache" / "klom-unlearned").glob("*.pt"))) == 2
+    # runs made in-process are not reused by an isolated (sandboxed) run: its shadow runs are keyed on the mode
+    isolated = dataclasses.replace(options, methods=["original"], isolate=True, results_root=tmp_path / "isolated")
+    assert (pd.DataFrame(run_suite(suite, isolated).rows)["status"] == "ok").all()
+    assert len(list((tmp_path / "cache" / "klom-unlearned").glob("*.pt"))) == 4

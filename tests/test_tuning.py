@@ -166,14 +166,21 @@ def test_validation_suite_shares_nothing_scored():
     seeds = validation_seeds(suite, 2)
     assert seeds == [1000, 1001]
     vsuite = make_validation_suite(suite, seeds, 10, 10_000, 60_000)
-    assert vsuite.scenarios == ("random-10", "class-1") and not set(vsuite.seeds) & set(suite.seeds)
+    assert vsuite.scenarios == ("random-10", "class-1", "class-2") and not set(vsuite.seeds) & set(suite.seeds)
     assert vsuite.holdout == 2000 and not vsuite.carved  # fmnist-quick uses 2,500 of 60,000 train images
     assert "salun_mia" in vsuite.evaluators and "rmia" in vsuite.evaluators and "ulira" not in vsuite.evaluators
     with pytest.raises(ValueError, match="seeds of suite"):
         make_validation_suite(suite, [3, 1000], 10, 10_000, 60_000)
     two_classes = dataclasses.replace(suite, scenarios=("class-0", "class-1", "class-9"))
-    assert make_validation_suite(two_classes, seeds, 10, 10_000, 60_000).scenarios == ("class-2", "class-3",
-                                                                                       "class-4")
+    one_each = make_validation_suite(two_classes, seeds, 10, 10_000, 60_000, classes=1)
+    assert one_each.scenarios == ("class-2", "class-3", "class-4")
+    assert make_validation_suite(two_classes, seeds, 10, 10_000, 60_000).scenarios == (
+        "class-2", "class-3", "class-4", "class-5", "class-6", "class-7")
+    one_class = dataclasses.replace(suite, scenarios=("class-0",))  # 3 classes: only 2 are left to validate on
+    assert make_validation_suite(one_class, seeds, 3, 10_000, 60_000, classes=3).scenarios == ("class-1", "class-2")
+    with pytest.raises(ValueError, match="no class is left"):
+        make_validation_suite(dataclasses.replace(suite, scenarios=tuple(f"class-{c}" for c in range(10))),
+                              seeds, 10, 10_000, 60_000)
     whole = load_suite("digits-smoke")  # no train subset: the validation test set is carved from the pool
     assert make_validation_suite(whole, seeds, 10, 360, 1437).carved
 

@@ -38,7 +38,7 @@ def _variant(old: str, new: str) -> str:
     (_variant("timeout = 120", "timeout = 120\nmethods = 'finetune'"), "methods must be a list of method names"),
     (_variant("timeout = 120", "timout = 120"), "[run]: unknown field 'timout'; did you mean 'timeout'?"),
     (_variant('"random-10", "class-3"', '"random-10", "everything"'), "unknown scenario 'everything'"),
-    (_variant('name = "mlp"', 'name = "mlpp"'), "unknown model 'mlpp'; did you mean 'mlp'?"),
+    (_variant('name = "mlp"', 'name = "mlpp"'), "unknown model 'mlpp'; did you mean 'mlp' or 'mlp-128'?"),
     (_variant('dataset = "digits"', 'dataset = "digits"\ntrain_subset = 0'), "train_subset must be a positive"),
     (_variant("epochs = 15", "epochs = 0"), "epochs, batch_size and lr must be positive"),
     (_variant("[run]", "[runn]"), "unknown field 'runn'"),

@@ -53,6 +53,9 @@ class EvalContext:
     # Runs the current method (same hyper-parameters) on another original/forget/retain; used by the
     # per-example attacks, whose shadow models must be unlearned by the method under test.
     unlearn: Callable[..., nn.Module] | None = None
+    # How ``unlearn`` runs the method (harness/sandbox.py mode, or "off" in-process): part of the cache keys of
+    # per-method shadow runs, so a run made without the sandbox is never reused as a sandboxed one.
+    unlearn_sandbox: str = "off"
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
     results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/_examples/)
 

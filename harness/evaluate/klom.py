@@ -168,7 +168,8 @@ def unlearned_margins(ctx: EvalContext, bank: KlomBank) -> dict[str, np.ndarray]
     spec = ctx.method
     if spec.name == ORACLE_METHOD:
         return bank_margins(ctx, bank, "held-out")
-    key = cache_key(bank=bank.key, method=spec.name, config=config_hash(spec.name, ctx.hparams))
+    key = cache_key(bank=bank.key, method=spec.name, config=config_hash(spec.name, ctx.hparams),
+                    sandbox=ctx.unlearn_sandbox)
 
     def compute() -> dict:
         start = time.perf_counter()

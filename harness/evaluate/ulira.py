@@ -189,7 +189,8 @@ def unlearned_shadow_signals(ctx: EvalContext, bank: ShadowBank) -> tuple[np.nda
     data = ctx.data
     if spec.name == ORACLE_METHOD:  # the reference's "unlearned" shadows are the retrained counterparts
         return bank_signals(ctx, bank, "retrained"), 0.0
-    key = cache_key(bank=bank.key, method=spec.name, config=config_hash(spec.name, ctx.hparams))
+    key = cache_key(bank=bank.key, method=spec.name, config=config_hash(spec.name, ctx.hparams),
+                    sandbox=ctx.unlearn_sandbox)
 
     def compute() -> dict:
         start = time.perf_counter()

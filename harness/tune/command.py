@@ -24,6 +24,7 @@ from harness.suite import HPARAMS_MARKER, Suite, load_suite, suite_files
 from harness.tune.output import write_outputs
 from harness.tune.search import Trial, TuneResult, default_options, tune
 from harness.tune.validation import (
+    DEFAULT_CLASSES,
     DEFAULT_FIRST_SEED,
     ValidationSuite,
     make_validation_suite,
@@ -31,7 +32,8 @@ from harness.tune.validation import (
 )
 
 DEFAULT_BUDGET = 16
-DEFAULT_VALIDATION_SEEDS = 2
+# Three seeds: two did not reveal a learning rate next to a divergence cliff (amun on fmnist-quick, docs/tuning.md)
+DEFAULT_VALIDATION_SEEDS = 3
 
 
 @dataclass
@@ -44,6 +46,7 @@ class TuneRequest:
     budget: int = DEFAULT_BUDGET
     seeds: list[int] = field(default_factory=list)  # validation seeds; empty: DEFAULT_VALIDATION_SEEDS from 1000
     kinds: list[str] = field(default_factory=list)  # empty: every kind the suite has
+    classes: int = DEFAULT_CLASSES  # validation forget classes per scored class scenario
     out: Path = Path("tuning")
     write: bool = False
     cache_dir: Path | None = None  # default: <out>/cache
@@ -85,7 +88,8 @@ def build_validation_suite(suite: Suite, request: TuneRequest) -> ValidationSuit
     arrays = load_dataset(suite.dataset, request.data_root or suite.data_root)
     # only the test split's size is read here (it sizes the validation test set), never its contents
     seeds = request.seeds or validation_seeds(suite, DEFAULT_VALIDATION_SEEDS, DEFAULT_FIRST_SEED)
-    return make_validation_suite(suite, seeds, arrays.num_classes, len(arrays.test_y), len(arrays.train_y))
+    return make_validation_suite(suite, seeds, arrays.num_classes, len(arrays.test_y), len(arrays.train_y),
+                                 request.classes)
 
 
 def run_tune(request: TuneRequest, report: Callable[[str], None] = print) -> list[TuneResult]:
@@ -151,7 +155,8 @@ def _result_line(result: TuneResult) -> str:
 
 def request_from_args(args: argparse.Namespace) -> TuneRequest:
     return TuneRequest(suite=args.suite, methods=args.methods, plugins=args.plugins, budget=args.budget,
-                       seeds=args.seeds, kinds=args.kinds, out=args.out, write=args.write, cache_dir=args.cache_dir,
+                       seeds=args.seeds, kinds=args.kinds, classes=args.classes or DEFAULT_CLASSES, out=args.out, write=args.write,
+                       cache_dir=args.cache_dir,
                        data_root=args.data_root, device=args.device, isolate=not args.no_isolation,
                        timeout=args.timeout, sampler_seed=args.sampler_seed)
 

@@ -5,8 +5,10 @@ three substitutions:
 
 * **seeds**: validation seeds, disjoint from the suite's (default 1000, 1001, ...), so originals, oracles and
   random forget sets differ from the scored ones;
-* **class scenarios**: each forget class becomes the next class the suite does not forget (class-0 -> class-1
-  on fmnist-quick), because a class split does not depend on the seed;
+* **class scenarios**: each forget class becomes the next ``classes`` classes the suite does not forget
+  (class-0 -> class-1 and class-2 on fmnist-quick), because a class split does not depend on the seed; more
+  than one, so that a setting is not chosen for one class's geometry (one validation class picked settings
+  for gradient ascent that collapsed on the scored class);
 * **the test set**: class-balanced *train* images outside the suite's train subset, as many as the suite's
   test subset. A suite that trains on the whole train split has no such images: its validation test set is
   carved out of its train pool (and that pool shrinks accordingly). The test split itself is never read.
@@ -28,6 +30,7 @@ from harness.splits import Scenario, hash_indices, parse_scenario
 from harness.suite import Suite, SuiteData
 
 DEFAULT_FIRST_SEED = 1000
+DEFAULT_CLASSES = 2  # validation forget classes per scored class scenario
 HOLDOUT_SEED = 12345  # picks the held-out images; fixed so every method is tuned on the same validation data
 
 
@@ -90,16 +93,21 @@ def validation_seeds(suite: Suite, count: int, first: int = DEFAULT_FIRST_SEED) 
     return seeds
 
 
-def validation_scenario(scenario: Scenario, taken: set[int], num_classes: int) -> Scenario:
-    """The scenario tuned in place of ``scenario``: random ones as they are; a class scenario's forget class
-    replaced by the next class (cyclically) not in ``taken`` (which the caller extends)."""
+def validation_scenarios(scenario: Scenario, taken: set[int], num_classes: int, classes: int) -> list[Scenario]:
+    """The scenarios tuned in place of ``scenario``: a random one as it is; a class scenario replaced by the
+    next ``classes`` classes (cyclically) not in ``taken`` (which the caller extends)."""
     if scenario.kind != "class":
-        return scenario
+        return [scenario]
+    picked: list[Scenario] = []
     for step in range(1, num_classes):
         candidate = (int(scenario.value) + step) % num_classes
         if candidate not in taken:
             taken.add(candidate)
-            return Scenario("class", float(candidate))
+            picked.append(Scenario("class", float(candidate)))
+            if len(picked) == classes:
+                return picked
+    if picked:
+        return picked  # fewer classes are left than asked for: validate on those
     raise ValueError(f"no class is left to validate {scenario.name} on: the suite forgets every class")
 
 
@@ -115,16 +123,18 @@ def headline_evaluators(suite: Suite) -> list[str]:
 
 
 def make_validation_suite(suite: Suite, seeds: list[int], num_classes: int, test_count: int,
-                          train_count: int) -> ValidationSuite:
+                          train_count: int, classes: int = DEFAULT_CLASSES) -> ValidationSuite:
     """The validation suite of ``suite`` (see the module docstring); ``*_count`` are the dataset's sizes."""
     clash = sorted(set(seeds) & set(suite.seeds))
     if clash:
         raise ValueError(f"validation seeds {clash} are seeds of suite {suite.name}: tuning must not see them")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"validation seeds must be distinct, got {seeds}")
+    if classes < 1:
+        raise ValueError(f"at least one validation class per class scenario is needed, got {classes}")
     parsed = [parse_scenario(s, num_classes) for s in suite.scenarios]
     taken = {int(s.value) for s in parsed if s.kind == "class"}
-    scenarios = tuple(validation_scenario(s, taken, num_classes).name for s in parsed)
+    scenarios = tuple(v.name for s in parsed for v in validation_scenarios(s, taken, num_classes, classes))
     size = holdout_size(suite, test_count)
     pool = suite.train_subset or train_count
     carved = suite.train_subset is None or train_count - pool < size
