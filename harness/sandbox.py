@@ -72,7 +72,10 @@ STATE_ENV = ("UNLEARN_BENCH_CACHE", "UNLEARN_BENCH_RESULTS", "UNLEARN_BENCH_DATA
 
 # Modules a fork server imports once, so a worker starts in tens of milliseconds instead of seconds (they
 # register the roles a child can run: harness.isolation the method worker, harness.plugin_proxy the describer).
-PRELOAD = ["torch", "harness.isolation", "harness.plugin_proxy", "harness.references", "baselines", "methods"]
+# torch._dynamo: torch imports it (about 900 modules, ~1 s on one core) when the first optimizer is built;
+# without it here every fresh worker paid that second on its first run (measured: bench/worker_start.py).
+PRELOAD = ["torch", "torch._dynamo", "harness.isolation", "harness.plugin_proxy", "harness.references", "baselines",
+           "methods"]
 
 
 class SandboxError(ValueError):
