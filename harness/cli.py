@@ -347,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"unlearn-bench: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader of our output went away (`unlearn-bench leaderboard | head`): not an error of ours; stdout
+        # is pointed at /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

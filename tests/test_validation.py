@@ -157,3 +157,14 @@ def test_unknown_evaluator_name_gets_did_you_mean(tmp_path, capsys):
     suite.write_text(SMOKE.replace('"rmia", "ulira"', '"rmia", "ulirra"'))
     code = main(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")])
     assert code == 2 and "unknown evaluator 'ulirra'; did you mean 'ulira'?" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`unlearn-bench methods | head -1`: the closed pipe ends the command quietly, without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "methods"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    _, err = proc.communicate(timeout=120)
+    assert first and proc.returncode == 0, (proc.returncode, err.decode()[-2000:])
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()[-2000:]
