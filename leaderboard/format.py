@@ -21,7 +21,9 @@ WITHIN_FLOOR_MARK = "◆"
 SHARED_NOTE = ("‡ scored once per method configuration (the same value on every seed), from the method's runs on "
                "a bank of extra models: never tested over seeds. U-LiRA's interval is a 95% percentile bootstrap "
                f"over shadow pairs and comparisons on it are paired bootstraps ({SHADOW_BOOT} draws); KLoM has "
-               "no interval (its per-example values are in results/<suite>/_examples/)")
+               "no interval (its per-example values are in results/<suite>/_examples/) and a cap, log(1/floor) "
+               "(6.91 nats at the default floor 1e-3): entries at the cap tie however far their margins are from "
+               "retraining's")
 UNSANDBOXED_NOTE = f"{UNSANDBOXED_MARK} some runs of this entry ran without a sandbox (`sandbox` = none or off)"
 
 
