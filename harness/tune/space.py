@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 # A best value within this fraction of a range's width (in log space for log ranges) of an end is reported
 # "at a bound": the optimum may lie outside the range. Integer ranges count their end values only. An end
@@ -29,64 +29,52 @@ class SearchSpaceError(ValueError):
 
 
 @dataclass(frozen=True)
-class LogUniform:
+class _FloatRange:
+    """A float drawn from [low, high], uniformly or (``LOG``) log-uniformly; the two differ only in scale."""
+
+    low: float
+    high: float
+    hard: tuple[str, ...] = ()
+
+    LOG: ClassVar[bool] = False
+    KIND: ClassVar[str] = "uniform"
+
+    def check(self, where: str) -> None:
+        _check_hard(self.hard, where)
+        ordered = self.low < self.high and (self.low > 0 or not self.LOG)
+        if not (_finite(self.low) and _finite(self.high) and ordered):
+            needs = "0 < low < high" if self.LOG else "low < high"
+            raise SearchSpaceError(f"{where}: {type(self).__name__} needs {needs}, got ({self.low}, {self.high})")
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return self.clip(_round(trial.suggest_float(name, self.low, self.high, log=self.LOG)))
+
+    def _scale(self, value: Any) -> float:
+        return math.log(float(value)) if self.LOG else float(value)
+
+    def at_bound(self, value: Any) -> bool:
+        position = (self._scale(value) - self._scale(self.low)) / (self._scale(self.high) - self._scale(self.low))
+        return _near_end(position, self.hard)
+
+    def clip(self, value: Any) -> float:
+        return min(max(float(value), self.low), self.high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.KIND, "low": self.low, "high": self.high, "hard": list(self.hard)}
+
+    def __str__(self) -> str:
+        return f"{self.KIND}[{self.low:g}, {self.high:g}]{_hard_note(self.hard)}"
+
+
+class LogUniform(_FloatRange):
     """A float drawn log-uniformly from [low, high] (learning rates, penalty weights)."""
 
-    low: float
-    high: float
-    hard: tuple[str, ...] = ()
-
-    def check(self, where: str) -> None:
-        _check_hard(self.hard, where)
-        if not (_finite(self.low) and _finite(self.high) and 0 < self.low < self.high):
-            raise SearchSpaceError(f"{where}: LogUniform needs 0 < low < high, got ({self.low}, {self.high})")
-
-    def suggest(self, trial: Any, name: str) -> float:
-        return self.clip(_round(trial.suggest_float(name, self.low, self.high, log=True)))
-
-    def at_bound(self, value: Any) -> bool:
-        span = math.log(self.high) - math.log(self.low)
-        position = (math.log(float(value)) - math.log(self.low)) / span
-        return _near_end(position, self.hard)
-
-    def clip(self, value: Any) -> float:
-        return min(max(float(value), self.low), self.high)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "log-uniform", "low": self.low, "high": self.high, "hard": list(self.hard)}
-
-    def __str__(self) -> str:
-        return f"log-uniform[{self.low:g}, {self.high:g}]{_hard_note(self.hard)}"
+    LOG = True
+    KIND = "log-uniform"
 
 
-@dataclass(frozen=True)
-class Uniform:
+class Uniform(_FloatRange):
     """A float drawn uniformly from [low, high] (ratios, mixing weights)."""
-
-    low: float
-    high: float
-    hard: tuple[str, ...] = ()
-
-    def check(self, where: str) -> None:
-        _check_hard(self.hard, where)
-        if not (_finite(self.low) and _finite(self.high) and self.low < self.high):
-            raise SearchSpaceError(f"{where}: Uniform needs low < high, got ({self.low}, {self.high})")
-
-    def suggest(self, trial: Any, name: str) -> float:
-        return self.clip(_round(trial.suggest_float(name, self.low, self.high)))
-
-    def at_bound(self, value: Any) -> bool:
-        position = (float(value) - self.low) / (self.high - self.low)
-        return _near_end(position, self.hard)
-
-    def clip(self, value: Any) -> float:
-        return min(max(float(value), self.low), self.high)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": "uniform", "low": self.low, "high": self.high, "hard": list(self.hard)}
-
-    def __str__(self) -> str:
-        return f"uniform[{self.low:g}, {self.high:g}]{_hard_note(self.hard)}"
 
 
 @dataclass(frozen=True)
