@@ -68,3 +68,9 @@ def test_extends_errors_name_the_file(tmp_path):
     path = _write(tmp_path, "c", 'extends = "digts-smoke"\nname = "c"\nversion = "1"\n')
     with pytest.raises(SuiteError, match="c.toml: extends 'digts-smoke'.*did you mean 'digits-smoke'"):
         load_suite(str(path))
+
+
+def test_every_documented_evaluate_setting_is_accepted():
+    """Settings the harness reads from [evaluate] (docs/reliability.md, docs/evaluators.md) pass validation."""
+    check_evaluation({"evaluators": ["accuracy"], "copy_tv_fraction": 0.3, "noop_fraction": 0.1,
+                      "shadow_models": 8, "shadow_audit_factor": 4}, "my-suite.toml")

@@ -13,7 +13,8 @@ import torch
 
 from harness.artifacts import model_key, oracle_key
 from harness.evaluate.base import check_evaluation
-from harness.evaluate.klom import auto_bins, binned_kl, margins, per_example, summarize
+from harness.evaluate.klom import auto_bins, binned_kl, per_example, summarize
+from harness.evaluate.ulira import logit_confidence
 from harness.klom_bank import BankSettings, bank_seeds, bank_split, klom_bank
 from harness.results import EXAMPLES_DIR
 from harness.splits import make_split, parse_scenario
@@ -81,7 +82,7 @@ def test_bad_arguments_are_errors():
 # ------------------------------------------------------------------------ margins, direction, summaries
 def test_margin_is_true_logit_minus_logsumexp_of_the_others():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])
-    got = margins(logits, torch.tensor([0, 1]))
+    got = logit_confidence(logits, torch.tensor([0, 1])).numpy()  # KLoM's margin is U-LiRA's signal
     assert got[0] == pytest.approx(2.0 - math.log(2.0))
     assert got[1] == pytest.approx(1.0 - math.log(1.0 + math.exp(3.0)), rel=1e-6)
 

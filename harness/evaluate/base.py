@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from harness.cache import cache_key
+from harness.hparams import config_hash
 from harness.registry import did_you_mean
 
 if TYPE_CHECKING:
@@ -53,11 +55,17 @@ class EvalContext:
     # Runs the current method (same hyper-parameters) on another original/forget/retain; used by the
     # per-example attacks, whose shadow models must be unlearned by the method under test.
     unlearn: Callable[..., nn.Module] | None = None
-    # How ``unlearn`` runs the method (harness/sandbox.py mode, or "off" in-process): part of the cache keys of
-    # per-method shadow runs, so a run made without the sandbox is never reused as a sandboxed one.
+    # How ``unlearn`` runs the method (harness/sandbox.py mode, or "off" in-process): part of
+    # :meth:`method_runs_key`, so a run made without the sandbox is never reused as a sandboxed one.
     unlearn_sandbox: str = "off"
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
     results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/_examples/)
+
+    def method_runs_key(self, bank_key: str) -> str:
+        """Cache key of the method under test's runs on a bank of extra models (U-LiRA's shadows, KLoM's
+        originals): the bank, the method's configuration and how the method ran."""
+        return cache_key(bank=bank_key, method=self.method.name, config=config_hash(self.method.name, self.hparams),
+                         sandbox=self.unlearn_sandbox)
 
     def options(self, evaluator: str) -> dict[str, Any]:
         """The evaluator's options: its declared defaults, overridden by the suite's [evaluate.<name>] table."""
@@ -135,6 +143,7 @@ EVALUATE_KEYS = {
     "shadow_models": "N, the shadow bank's size (harness/shadow.py)",
     "shadow_audit_factor": "random scenarios: size of the audit set the shadow forget sets are drawn from",
     "noop_fraction": "a run that moved its outputs less than this fraction of the oracles' shift is a no-op",
+    "copy_tv_fraction": "a run whose outputs are closer than this fraction of two oracles' to one oracle is a copy",
 }
 
 

@@ -51,23 +51,16 @@ import torch
 from scipy.special import rel_entr
 from torch import nn
 
-from harness.cache import cache_key
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.evaluate.ulira import logit_confidence, write_examples
+from harness.evaluate.ulira import pool_signals, write_examples
 from harness.hparams import config_hash
 from harness.klom_bank import DEFAULT_MODELS, DEFAULT_REFERENCES, KlomBank, bank_settings, klom_bank
 from harness.protocol import ORACLE_METHOD
 from harness.suite import SuiteData
-from harness.train import predict_logits
 
 DEFAULTS = {"models": DEFAULT_MODELS, "references": DEFAULT_REFERENCES, "bins": 0, "floor": 1e-3, "clip": 100.0}
 SETS = ("forget", "retain", "test")
 PERCENTILE = 95  # the high percentile reported (fixed: it is part of the metric names)
-
-
-def margins(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Correct-class logit minus the logsumexp of the other logits, per example (float32)."""
-    return logit_confidence(logits, labels).numpy()
 
 
 def auto_bins(n_samples: int) -> int:
@@ -142,8 +135,8 @@ def check_options(options: dict) -> None:
 
 def model_margins(models: list[nn.Module], data: SuiteData) -> dict[str, np.ndarray]:
     """[len(models), n] margins on the train pool and on the test set."""
-    return {"train": np.stack([margins(predict_logits(m, data.train_x), data.train_y) for m in models]),
-            "test": np.stack([margins(predict_logits(m, data.test_x), data.test_y) for m in models])}
+    return {"train": pool_signals(models, data.train_x, data.train_y),
+            "test": pool_signals(models, data.test_x, data.test_y)}
 
 
 def _bank(ctx: EvalContext) -> KlomBank:
@@ -168,8 +161,7 @@ def unlearned_margins(ctx: EvalContext, bank: KlomBank) -> dict[str, np.ndarray]
     spec = ctx.method
     if spec.name == ORACLE_METHOD:
         return bank_margins(ctx, bank, "held-out")
-    key = cache_key(bank=bank.key, method=spec.name, config=config_hash(spec.name, ctx.hparams),
-                    sandbox=ctx.unlearn_sandbox)
+    key = ctx.method_runs_key(bank.key)
 
     def compute() -> dict:
         start = time.perf_counter()

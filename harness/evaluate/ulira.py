@@ -44,7 +44,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness.cache import cache_key
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.hparams import config_hash
 from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
@@ -189,8 +188,7 @@ def unlearned_shadow_signals(ctx: EvalContext, bank: ShadowBank) -> tuple[np.nda
     data = ctx.data
     if spec.name == ORACLE_METHOD:  # the reference's "unlearned" shadows are the retrained counterparts
         return bank_signals(ctx, bank, "retrained"), 0.0
-    key = cache_key(bank=bank.key, method=spec.name, config=config_hash(spec.name, ctx.hparams),
-                    sandbox=ctx.unlearn_sandbox)
+    key = ctx.method_runs_key(bank.key)
 
     def compute() -> dict:
         start = time.perf_counter()
