@@ -196,6 +196,7 @@ def _non_negative(text: str) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit status 0 when every re-run row matched, 1 when one differed or could not be re-run."""
+    from harness.results import VERIFICATIONS_DIR
     from harness.verify import MATCH, Settings, verify
 
     settings = Settings(plugins=args.plugins, cache_dir=args.cache_dir, data_root=args.data_root,
@@ -205,7 +206,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         print(outcome.line())
     matched = sum(o.outcome == MATCH for o in outcomes)
-    print(f"{matched} of {len(outcomes)} re-run rows match; records in {root}/<suite>/verifications/")
+    print(f"{matched} of {len(outcomes)} re-run rows match; records in {root}/<suite>/{VERIFICATIONS_DIR}/")
     return 0 if matched == len(outcomes) else 1
 
 

@@ -203,7 +203,9 @@ def suite_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted(SUITES_DIR.glob("*.toml")) if not p.stem.endswith(".hparams")}
 
 
-def _suite_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+def suite_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """The suite's TOML file: a ``.toml`` path (tried next to ``relative_to`` first) or a built-in name;
+    unknown names raise with "did you mean"."""
     path = Path(name_or_path)
     if relative_to is not None and not path.is_absolute():
         near = relative_to / path
@@ -240,7 +242,7 @@ def _resolved_document(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, P
     if not isinstance(parent, str):
         raise SuiteError(f"{path.name}: extends must be a suite name or a .toml path, got {parent!r}")
     try:
-        base, base_file = _resolved_document(_suite_path(parent, path.parent), (*seen, path.resolve()))
+        base, base_file = _resolved_document(suite_path(parent, path.parent), (*seen, path.resolve()))
     except SuiteError as exc:
         raise SuiteError(f"{path.name}: extends {parent!r}: {exc}") from exc
     own_hparams = path.with_name(path.stem + ".hparams.toml").is_file()
@@ -253,7 +255,7 @@ def load_suite(name_or_path: str) -> Suite:
     A suite may start from another with ``extends = "<name or path>"``: its tables are merged over the base's
     key by key, and it uses its own ``<suite>.hparams.toml`` if it has one, else the base's.
     """
-    path = _suite_path(name_or_path)
+    path = suite_path(name_or_path)
     text = path.read_text()
     doc, hparams_owner = _resolved_document(path)
     if "extends" in tomllib.loads(text):  # rows store the resolved definition, so it must stand alone

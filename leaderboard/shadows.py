@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.membership import shadow_bootstrap, summarize_attack
+from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
 from harness.results import EXAMPLES_DIR
 from leaderboard.stats import LEVEL, bootstrap_equivalence_p, bootstrap_p
 
@@ -121,8 +121,7 @@ def compare_tables(metric: str, a: pd.DataFrame, b: pd.DataFrame, floor: pd.Data
         da, db, va, vb = np.abs(da - df), np.abs(db - df), abs(va - vf), abs(vb - vf)
     diff = da - db
     finite = diff[np.isfinite(diff)]
-    tail = 100 * (1 - level) / 2
-    lo, hi = (np.percentile(finite, [tail, 100 - tail]) if len(finite) else (math.nan, math.nan))
+    lo, hi = percentile_interval(diff, level)
     unit = "shadow pair" if cluster_column(a) == "pair" else "shadow"
     return ShadowComparison(metric, len(shadows), unit, va, vb, va - vb, float(lo), float(hi),
                             float(finite.std(ddof=1)) if len(finite) > 1 else math.nan, bootstrap_p(diff), diff)

@@ -20,7 +20,7 @@ from harness.plan import select_methods
 from harness.plugins import load_plugins
 from harness.registry import MethodSpec, PluginError
 from harness.splits import parse_scenario
-from harness.suite import HPARAMS_MARKER, Suite, load_suite, suite_files
+from harness.suite import HPARAMS_MARKER, Suite, load_suite, suite_path
 from harness.tune.output import write_outputs
 from harness.tune.search import Trial, TuneResult, default_options, tune
 from harness.tune.validation import (
@@ -57,17 +57,6 @@ class TuneRequest:
     sampler_seed: int = 0
 
 
-def suite_file(name_or_path: str) -> Path:
-    """The suite's TOML file (a built-in name or a path); unknown names raise with "did you mean"."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" and path.is_file():
-        return path
-    files = suite_files()
-    if name_or_path not in files:
-        load_suite(name_or_path)  # raises SuiteError naming the closest suite
-    return files[name_or_path]
-
-
 def tunable_methods(suite: Suite, requested: list[str], plugin_names: list[str]) -> list[MethodSpec]:
     """The methods to tune (default: every non-reference method, plugins included); each must declare a
     search space."""
@@ -95,7 +84,7 @@ def build_validation_suite(suite: Suite, request: TuneRequest) -> ValidationSuit
 def run_tune(request: TuneRequest, report: Callable[[str], None] = print) -> list[TuneResult]:
     """Tune every selected (method, scenario kind) with the same budget and write the outputs."""
     suite = load_suite(request.suite)
-    path = suite_file(request.suite)
+    path = suite_path(request.suite)
     plugin_names, failures = load_plugins(request.plugins)
     if failures:
         raise PluginError("; ".join(f.error for f in failures))
