@@ -24,11 +24,12 @@ from _common import hardware
 from harness.artifacts import get_oracle, get_original
 from harness.cache import ArtifactCache
 from harness.hparams import resolve_hparams, suite_layer
-from harness.integrity import functional_copy_check, mean_tv, softmax_outputs
+from harness.integrity import functional_copy_check
 from harness.registry import all_methods
 from harness.run import SeedContext, unlearn
 from harness.splits import make_split, parse_scenario
 from harness.suite import load_suite
+from harness.train import mean_tv, softmax_outputs
 
 NOISE = (1e-3, 1e-2, 5e-2, 2e-1)
 

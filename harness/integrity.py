@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.train import predict_logits
+from harness.train import mean_tv, softmax_outputs
 
 # A returned model this close to the oracle, relative to how far the original is from it, is treated as a
 # (lightly perturbed) copy. Honest methods start at the original and move a small part of the way; no
@@ -87,17 +87,6 @@ class CopyEvidence:
     def columns(self) -> dict[str, float | str]:
         """The row's evidence columns."""
         return {"copy_tv": self.copy_tv, "oracle_pair_tv": self.oracle_pair_tv, "copy_check": self.check}
-
-
-def softmax_outputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Softmax probabilities (float64, CPU) of ``model`` on ``inputs``, in eval mode."""
-    with torch.no_grad():
-        return torch.softmax(predict_logits(model, inputs).double(), dim=1)
-
-
-def mean_tv(p: torch.Tensor, q: torch.Tensor) -> float:
-    """Mean over examples of the total-variation distance between two rows of probabilities."""
-    return float(0.5 * (p - q).abs().sum(dim=1).mean())
 
 
 def functional_copy_check(returned: nn.Module, oracles: list[nn.Module], original: nn.Module,

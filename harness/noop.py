@@ -15,24 +15,20 @@ import math
 import torch
 from torch import nn
 
-from harness.train import predict_logits
+from harness.train import mean_tv, softmax_outputs
 
 DEFAULT_NOOP_FRACTION = 0.05
-
-
-def mean_tv(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
-    """Mean total-variation distance between the softmax outputs of two models on ``x``."""
-    if len(x) == 0:
-        return math.nan
-    p, q = torch.softmax(predict_logits(a, x).double(), 1), torch.softmax(predict_logits(b, x).double(), 1)
-    return float(0.5 * (p - q).abs().sum(1).mean())
 
 
 def output_shift(model: nn.Module, original: nn.Module, oracles: list[nn.Module], x: torch.Tensor
                  ) -> dict[str, float]:
     """``noop_tv`` (model vs original), ``noop_ref_tv`` (oracles vs original, mean) and their ratio."""
-    moved = mean_tv(model, original, x)
-    reference = float(sum(mean_tv(o, original, x) for o in oracles) / len(oracles)) if oracles else math.nan
+    if len(x) == 0:
+        return {"noop_tv": math.nan, "noop_ref_tv": math.nan, "noop_ratio": math.nan}
+    base = softmax_outputs(original, x)
+    moved = mean_tv(softmax_outputs(model, x), base)
+    reference = (float(sum(mean_tv(softmax_outputs(o, x), base) for o in oracles) / len(oracles)) if oracles
+                 else math.nan)
     ratio = moved / reference if reference and math.isfinite(reference) and reference > 0 else math.nan
     return {"noop_tv": moved, "noop_ref_tv": reference, "noop_ratio": ratio}
 

@@ -233,6 +233,16 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
     return torch.cat(outs)
 
 
+def softmax_outputs(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Softmax probabilities (float64, CPU) of ``model`` on ``inputs``, in eval mode."""
+    return torch.softmax(predict_logits(model, inputs).double(), dim=1)
+
+
+def mean_tv(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Mean over examples of the total-variation distance between two rows of probabilities."""
+    return float(0.5 * (p - q).abs().sum(dim=1).mean())
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy in percent (NaN for an empty set)."""
     if len(y) == 0:
