@@ -33,6 +33,11 @@ def model_key(suite: Suite, data: SuiteData, role: str, train_positions: torch.T
                      train=hash_indices(train_positions), seed=seed, trainer=TRAINER_VERSION)
 
 
+def _payload(model: nn.Module, seconds: float) -> dict:
+    """What the cache stores for a trained model: its weights on the CPU and the seconds it took."""
+    return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "train_seconds": seconds}
+
+
 def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str, train_positions: torch.Tensor,
                  seed: int, device: torch.device) -> TrainedModel:
     """Train (or load) a model on ``train_positions`` of the suite's train pool."""
@@ -42,8 +47,7 @@ def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
         model = build_model(suite.model, data.input_shape, data.num_classes, seed=seed)
         start = time.perf_counter()
         train_model(model, data.train_x[train_positions], data.train_y[train_positions], suite.recipe, seed, device)
-        seconds = time.perf_counter() - start
-        return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "train_seconds": seconds}
+        return _payload(model, time.perf_counter() - start)
 
     payload = cache.get_or_compute(role, key, compute, parts={"suite": suite.name, "role": role, "seed": seed})
     model = build_model(suite.model, data.input_shape, data.num_classes)
@@ -63,6 +67,7 @@ def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role:
     by_size: dict[int, list[int]] = {}
     for i in missing:
         by_size.setdefault(len(positions[i]), []).append(i)
+    trained: dict[int, TrainedModel] = {}
     for group in (g for g in by_size.values() if len(g) > 1):
         with contextlib.ExitStack() as locks:
             for i in sorted(group, key=lambda i: keys[i]):  # one lock order: no deadlock with other workers
@@ -76,10 +81,12 @@ def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role:
                          suite.recipe, [seeds[i] for i in group], device, mode)
             seconds = (time.perf_counter() - start) / len(group)
             for i, model in zip(group, models):
-                cache.save(role, keys[i], {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                           "train_seconds": seconds},
+                cache.save(role, keys[i], _payload(model, seconds),
                            parts={"suite": suite.name, "role": role, "seed": seeds[i], "batched": True})
-    return [train_cached(suite, data, cache, role, p, s, device) for p, s in zip(positions, seeds)]
+                cache.misses += 1  # trained here, as get_or_compute counts it
+                trained[i] = TrainedModel(model.to(device).eval(), keys[i], seconds)
+    return [trained[i] if i in trained else train_cached(suite, data, cache, role, p, s, device)
+            for i, (p, s) in enumerate(zip(positions, seeds))]
 
 
 def get_original(suite: Suite, data: SuiteData, cache: ArtifactCache, seed: int, device: torch.device) -> TrainedModel:

@@ -138,7 +138,8 @@ def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
     seeds, cpu = [5, 6, 7], torch.device("cpu")
     batched_cache, sequential_cache = ArtifactCache(tmp_path / "b"), ArtifactCache(tmp_path / "s")
     batched = train_cached_many(suite, data, batched_cache, "shadow-original", positions, seeds, cpu, mode="batched")
-    assert batched_cache.misses == 0 and batched_cache.hits == 3  # trained together, then loaded one by one
+    assert batched_cache.misses == 3 and batched_cache.hits == 0  # trained together: counted as trained
+    assert all(batched_cache.exists("shadow-original", m.key) for m in batched)  # and stored
     sequential = [train_cached(suite, data, sequential_cache, "shadow-original", p, s, cpu)
                   for p, s in zip(positions, seeds)]
     assert [m.key for m in batched] == [m.key for m in sequential]
