@@ -264,7 +264,13 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(text, str(path.name), hp_path.read_text() if hp_path.is_file() else None)
 
 
+def split_definition(definition: str) -> tuple[str, str]:
+    """A stored definition's two parts: the suite file's text and its hparams file's ("" when none)."""
+    text, _, hparams_text = definition.partition(f"\n{HPARAMS_MARKER}\n")
+    return text, hparams_text
+
+
 def parse_definition(definition: str, path: str = "<stored definition>") -> Suite:
     """A suite from the ``definition`` text stored in result rows (suite file, then its hparams file)."""
-    text, _, hparams_text = definition.partition(f"\n{HPARAMS_MARKER}\n")
+    text, hparams_text = split_definition(definition)
     return parse_suite(text, path, hparams_text or None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leaderboard.suites import SuiteRef, suite_file_part
+from leaderboard.suites import SuiteRef
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def canonical_keys(suite, pairs: set[tuple[str, int]], data_root: str | None = N
 
 
 def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Canonical]) -> list[str]:
-    from harness.suite import HPARAMS_MARKER
+    from harness.suite import split_definition
 
     reasons = []
     if str(row.get("suite_version")) != str(suite.version):
@@ -88,7 +88,7 @@ def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Cano
     stored = row.get("suite_definition")
     # The suite file itself must match; its hparams part may differ (each entry's config hash covers it).
     if (isinstance(stored, str) and stored and suite.definition
-            and suite_file_part(stored, HPARAMS_MARKER) != suite_file_part(suite.definition, HPARAMS_MARKER)):
+            and split_definition(stored)[0] != split_definition(suite.definition)[0]):
         reasons.append(f"suite file differs from {source}")
     if row.get("status") != "ok":
         return reasons  # no split/model keys to check on failed runs; they are counted, never averaged

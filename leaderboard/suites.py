@@ -30,7 +30,3 @@ def resolve_suite(arg: str | None) -> SuiteRef | None:
 
     return SuiteRef(load_suite(str(path)).name, str(path))
 
-
-def suite_file_part(definition: str, marker: str) -> str:
-    """The suite file's text of a stored definition (the part before its hparams file)."""
-    return definition.partition(f"\n{marker}\n")[0]

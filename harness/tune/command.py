@@ -20,7 +20,7 @@ from harness.plan import select_methods
 from harness.plugins import load_plugins
 from harness.registry import MethodSpec, PluginError
 from harness.splits import parse_scenario
-from harness.suite import HPARAMS_MARKER, Suite, load_suite, suite_path
+from harness.suite import Suite, load_suite, split_definition, suite_path
 from harness.tune.output import write_outputs
 from harness.tune.search import Trial, TuneResult, default_options, tune
 from harness.tune.validation import (
@@ -118,7 +118,7 @@ def _write(suite: Suite, path: Path, results: list[TuneResult], request: TuneReq
         target, logs = path.with_name(path.stem + ".hparams.toml"), path.with_name(path.stem + ".tuning")
     else:  # a private copy: the suite file (standalone), its merged hparams file, the logs
         request.out.mkdir(parents=True, exist_ok=True)
-        (request.out / path.name).write_text(suite.definition.partition(f"\n{HPARAMS_MARKER}\n")[0])
+        (request.out / path.name).write_text(split_definition(suite.definition)[0])
         target, logs = request.out / (path.stem + ".hparams.toml"), request.out / (path.stem + ".tuning")
     write_outputs(doc, results, suite.name, target, logs, request.sampler_seed)
     print(f"wrote {target} and {len(results)} trial log(s) in {logs}")
