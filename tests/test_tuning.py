@@ -165,6 +165,8 @@ def test_validation_suite_shares_nothing_scored():
     suite = load_suite("fmnist-quick")
     seeds = validation_seeds(suite, 2)
     assert seeds == [1000, 1001]
+    # a suite that already uses seeds 1000 and 1001 gets the next free ones
+    assert validation_seeds(dataclasses.replace(suite, seeds=(1000, 1001)), 2) == [1002, 1003]
     vsuite = make_validation_suite(suite, seeds, 10, 10_000, 60_000)
     assert vsuite.scenarios == ("random-10", "class-1", "class-2") and not set(vsuite.seeds) & set(suite.seeds)
     assert vsuite.holdout == 2000 and not vsuite.carved  # fmnist-quick uses 2,500 of 60,000 train images
