@@ -37,6 +37,9 @@ class MethodSpec:
     hparam_sources: dict[str, str] = field(default_factory=dict)
     # What ``unlearn-bench tune`` may change, and over what range (harness/tune/space.py); empty: not tunable.
     search_space: dict[str, Knob] = field(default_factory=dict)
+    # The algorithm is our reconstruction from incomplete sources, not the authors' verified code: every row
+    # and leaderboard entry of the method says so.
+    reconstructed: bool = False
 
     @property
     def module(self) -> str:
@@ -73,7 +76,7 @@ def _hyperparameters(fn: Callable[..., Any], name: str) -> dict[str, Any]:
 
 def register_method(name: str, *, scenarios: Iterable[str] = SCENARIO_KINDS, needs_retain: bool = True,
                     kind: str = "plugin", source: str = "", hparam_sources: dict[str, str] | None = None,
-                    search_space: dict[str, Any] | None = None,
+                    search_space: dict[str, Any] | None = None, reconstructed: bool = False,
                     registry: Registry[MethodSpec] | None = None) -> Callable[[Callable], Callable]:
     """Register ``fn(task, *, hyper=default, ...) -> nn.Module`` as an unlearning method.
 
@@ -81,6 +84,7 @@ def register_method(name: str, *, scenarios: Iterable[str] = SCENARIO_KINDS, nee
     means the task's retain data is ``None``. ``source`` says where the algorithm and defaults come from.
     ``search_space`` maps hyper-parameter names to ranges (``harness.tune.space``: LogUniform, Uniform,
     IntRange, Choice) that ``unlearn-bench tune`` searches; the other hyper-parameters stay fixed.
+    ``reconstructed=True`` marks a method rebuilt from incomplete sources (rows and leaderboards label it).
     """
     registry = METHODS if registry is None else registry
     scenarios = tuple(scenarios)
@@ -100,7 +104,8 @@ def register_method(name: str, *, scenarios: Iterable[str] = SCENARIO_KINDS, nee
             raise PluginError(str(exc)) from exc
         doc = inspect.getdoc(fn) or ""
         spec = MethodSpec(name, fn, scenarios, needs_retain, defaults, kind, source,
-                          doc.splitlines()[0] if doc else "", dict(hparam_sources or {}), space)
+                          doc.splitlines()[0] if doc else "", dict(hparam_sources or {}), space,
+                          reconstructed=bool(reconstructed))
         try:
             registry.register(name, spec, spec.module)
         except DuplicateName as exc:

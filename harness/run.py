@@ -235,10 +235,12 @@ def metric_metadata(suite: Suite, kind: str) -> str:
     return json.dumps(meta, sort_keys=True)
 
 
-def base_row(suite: Suite, data: SuiteData, run: RunSpec, spec_kind: str, device: torch.device) -> dict[str, Any]:
+def base_row(suite: Suite, data: SuiteData, run: RunSpec, spec_kind: str, device: torch.device,
+             reconstructed: bool = False) -> dict[str, Any]:
     return {
         "run_id": run.run_id, "suite": suite.name, "suite_version": suite.version, "scenario": run.scenario,
-        "seed": run.seed, "method": run.method, "method_kind": spec_kind, "config_hash": run.config_hash,
+        "seed": run.seed, "method": run.method, "method_kind": spec_kind, "method_reconstructed": reconstructed,
+        "config_hash": run.config_hash,
         "hparams": json.dumps(run.hparams, sort_keys=True), "dataset_fingerprint": data.fingerprint,
         "model": suite.model, "harness_version": HARNESS_VERSION, "git_sha": git_sha(),
         "packages": package_versions(), "device": str(device), "hardware": hardware(device),
@@ -254,7 +256,7 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     suite, data = ctx.suite, ctx.data
     spec = get_method(run.method)
     is_oracle = spec.name == ORACLE_METHOD
-    row = base_row(suite, data, run, spec.kind, ctx.device)
+    row = base_row(suite, data, run, spec.kind, ctx.device, spec.reconstructed)
     row["sandbox"] = sandbox_label(ctx.isolation)
     row.update(split_hash=ctx.split.hash, original_key=ctx.original.key, oracle_key=ctx.oracle.key,
                oracle_keys=json.dumps([o.key for o in ctx.oracles]), oracle_train_s=ctx.oracle.train_seconds)

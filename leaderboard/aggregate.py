@@ -38,6 +38,7 @@ RUNTIME = ("time_ratio", "wall_time_s")  # lower is better; not part of metric_m
 HEADLINES = ("avg_gap", "avg_gap_rmia")  # mean gaps to the oracles (harness.protocol); lower is better
 NOT_OK = ("failed", "timeout", "invalid", "unreadable")
 HASH_CHARS = 6
+RECONSTRUCTED_METHOD_MARK = " (reconstructed)"  # after the entry label of a method registered reconstructed=True
 NOOP_SHARE = 0.5  # an entry is a no-op when more than this share of its successful seeds are
 UNSANDBOXED = {"none": "no sandbox", "off": "no isolation (--no-isolation)"}
 
@@ -147,7 +148,10 @@ def entry_labels(frame: pd.DataFrame) -> pd.Series:
     prefix]``: settings tuned per scenario kind (docs/tuning.md) are one entry, not one per kind."""
     kinds = frame["scenario"].map(scenario_kind) if "scenario" in frame else pd.Series("", index=frame.index)
     configs = frame.assign(_kind=kinds).groupby(["method", "_kind"])["config_hash"].nunique().groupby(level=0).max()
-    return pd.Series([f"{m} [{str(h)[:HASH_CHARS]}]" if configs.get(m, 1) > 1 else str(m)
+    rebuilt = set(frame.loc[frame["method_reconstructed"].fillna(False).astype(bool), "method"]
+                  if "method_reconstructed" in frame else [])
+    return pd.Series([(f"{m} [{str(h)[:HASH_CHARS]}]" if configs.get(m, 1) > 1 else str(m))
+                      + (RECONSTRUCTED_METHOD_MARK if m in rebuilt else "")
                       for m, h in zip(frame["method"], frame["config_hash"])], index=frame.index)
 
 

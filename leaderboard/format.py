@@ -24,6 +24,8 @@ SHARED_NOTE = ("‡ scored once per method configuration (the same value on ever
                "no interval (its per-example values are in results/<suite>/_examples/) and a cap, log(1/floor) "
                "(6.91 nats at the default floor 1e-3): entries at the cap tie however far their margins are from "
                "retraining's")
+RECONSTRUCTED_METHOD_NOTE = ("(reconstructed) after a method: the algorithm is a reconstruction from incomplete "
+                             "sources, not the authors' verified code (`unlearn-bench methods` names the sources)")
 UNSANDBOXED_NOTE = f"{UNSANDBOXED_MARK} some runs of this entry ran without a sandbox (`sandbox` = none or off)"
 
 

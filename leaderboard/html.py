@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from harness.version import HARNESS_VERSION
-from leaderboard.aggregate import ORACLE, Metric, ScenarioBoard, scored
+from leaderboard.aggregate import ORACLE, RECONSTRUCTED_METHOD_MARK, Metric, ScenarioBoard, scored
 from leaderboard.board import SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
+    RECONSTRUCTED_METHOD_NOTE,
     SHARED_NOTE,
     UNSANDBOXED_NOTE,
     UNVERIFIED_MARK,
@@ -332,6 +333,8 @@ def suite_section(board: SuiteBoard) -> str:
                      f"verified setting): {escape(', '.join(reconstructed))}</p>")
     if any(m.per_method for m in board.meta.values()):
         parts.append(f'<p class="note">{escape(SHARED_NOTE)}</p>')
+    if any(s.table["entry"].str.endswith(RECONSTRUCTED_METHOD_MARK).any() for s in board.scenarios):
+        parts.append(f'<p class="note">{escape(RECONSTRUCTED_METHOD_NOTE)}</p>')
     if any(s.table["unsandboxed"].astype(bool).any() for s in board.scenarios):
         parts.append(f'<p class="note warn">{escape(UNSANDBOXED_NOTE)}</p>')
     if board.excluded_unverified:

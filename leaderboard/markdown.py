@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from leaderboard.aggregate import ScenarioBoard
+from leaderboard.aggregate import RECONSTRUCTED_METHOD_MARK, ScenarioBoard
 from leaderboard.board import SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
+    RECONSTRUCTED_METHOD_NOTE,
     SHARED_NOTE,
     UNSANDBOXED_NOTE,
     UNVERIFIED_MARK,
@@ -105,6 +106,8 @@ def render_markdown(board: SuiteBoard) -> str:
                   + ", ".join(reconstructed), ""]
     if any(m.per_method for m in board.meta.values()):
         lines += [SHARED_NOTE, ""]
+    if any(s.table["entry"].str.endswith(RECONSTRUCTED_METHOD_MARK).any() for s in board.scenarios):
+        lines += [RECONSTRUCTED_METHOD_NOTE, ""]
     if any(s.table["unsandboxed"].astype(bool).any() for s in board.scenarios):
         lines += [UNSANDBOXED_NOTE, ""]
     if board.excluded_unverified:

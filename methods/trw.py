@@ -103,6 +103,7 @@ def soft_cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor
 
 
 @register_method("trw", kind="seed", scenarios=("class",), needs_retain=True, source=SOURCE,
+                 reconstructed=True,
                  hparam_sources=HPARAM_SOURCES,
                  # the AMUN protocol's lr range, and the tilt strength (the one constant the sources give)
                  search_space={"lr": LogUniform(1e-5, 0.5), "beta": LogUniform(0.1, 1000.0)})

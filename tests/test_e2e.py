@@ -62,3 +62,14 @@ def test_digits_smoke_full_cli(tmp_path):
     assert frame["run_id"].is_unique and len(frame) >= 4
     bad = frame[frame["status"] != "ok"]
     assert bad.empty, bad[["method", "scenario", "status", "error"]].to_string()
+    # a reconstructed method says so in its rows and in the leaderboard; the others do not
+    rebuilt = frame.groupby("method")["method_reconstructed"].all()
+    assert rebuilt["trw"] and not rebuilt["finetune"] and not rebuilt["amun"]
+    site = tmp_path / "site"
+    board = subprocess.run([sys.executable, "-m", "harness.cli", "leaderboard", "--results", str(results),
+                            "--out", str(site), "--suite", "digits-smoke", "--quiet"], capture_output=True,
+                           text=True, timeout=300)
+    assert board.returncode == 0, board.stderr
+    text = (site / "digits-smoke.md").read_text()
+    assert "| trw (reconstructed) |" in text and "(reconstructed) after a method" in text
+    assert "finetune (reconstructed)" not in text
