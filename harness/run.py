@@ -223,7 +223,7 @@ def metric_metadata(suite: Suite, kind: str) -> str:
             meta[m.name] = {"direction": m.direction, "in_avg_gap": m.name in avg_terms, "unit": m.unit,
                             "reconstructed": m.reconstructed, "evaluator": name, "per_method": evaluator.per_method,
                             "scenarios": list(m.scenarios), "description": m.description,
-                            "privacy": m.privacy}
+                            "privacy": m.privacy, "axis": m.axis, "paper_comparable": m.paper_comparable}
     for name, terms in HEADLINES.items():
         meta[name] = {"direction": "lower", "unit": "%", "evaluator": "protocol", "terms": list(terms[kind]),
                       "per_method": False, "reconstructed": False, "scenarios": ["random", "class"],

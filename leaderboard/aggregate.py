@@ -35,7 +35,7 @@ from leaderboard.verification import entry_recheck
 
 ORACLE = ORACLE_METHOD
 RUNTIME = ("time_ratio", "wall_time_s")  # lower is better; not part of metric_meta
-HEADLINES = ("avg_gap", "avg_gap_rmia")  # mean gaps to the oracles (harness.protocol); lower is better
+HEADLINES = ("avg_gap", "avg_gap_rmia", "utility_gap")  # mean gaps to the oracles (harness.protocol); lower is better
 NOT_OK = ("failed", "timeout", "invalid", "unreadable")
 HASH_CHARS = 6
 RECONSTRUCTED_METHOD_MARK = " (reconstructed)"  # after the entry label of a method registered reconstructed=True

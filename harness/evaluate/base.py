@@ -34,6 +34,11 @@ class MetricInfo:
     reconstructed: bool = False  # the definition is our reconstruction, not the authors' verified setting
     scenarios: tuple[str, ...] = ("random", "class")
     privacy: bool = False  # a membership/forgetting-evidence metric (plotted against the utility gaps)
+    # "privacy": the one metric of an attack that enters the leaderboard's privacy axis (one per attack, so an
+    # attack with three summary numbers is not counted three times); "" for every other metric.
+    axis: str = ""
+    # Computed only so rows can be set beside published tables (labelled so); never part of a verdict.
+    paper_comparable: bool = False
 
 
 @dataclass

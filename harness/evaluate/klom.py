@@ -192,7 +192,7 @@ def _sets(bank: KlomBank) -> dict[str, tuple[str, np.ndarray]]:
 def _metric(name: str, what: str) -> list[MetricInfo]:
     return [MetricInfo(f"klom_{name}_p50", f"median over {what} of the per-example KL(unlearned || oracle) of "
                        "margins (N unlearned vs M oracles; the retrain row: N held-out retrains, its floor)",
-                       direction="lower", unit="nats", privacy=True),
+                       direction="lower", unit="nats", privacy=True, axis="privacy" if name == "forget" else ""),
             MetricInfo(f"klom_{name}_p{PERCENTILE}", f"{PERCENTILE}th percentile over {what} of the per-example "
                        "KL(unlearned || oracle) of margins", direction="lower", unit="nats", privacy=True)]
 

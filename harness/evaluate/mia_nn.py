@@ -70,7 +70,7 @@ def discriminate(model_f: np.ndarray, retrained_f: np.ndarray, C: float, gamma, 
 
 @register_evaluator("mia_nn", needs=("shadow-bank",), options=DEFAULTS, metrics=[
     MetricInfo("mia_nn", "MIA-NN on forget-class test images (member-rate %, or the discriminator's accuracy)",
-               reconstructed=True, scenarios=("class",), privacy=True),
+               reconstructed=True, scenarios=("class",), privacy=True, axis="privacy"),
     MetricInfo("mia_nn_train", "MIA-NN on forget-class train images", reconstructed=True, scenarios=("class",), privacy=True),
     MetricInfo("mia_nn_neighbour", "the neighbour class n(u) found from the bank's retrained models",
                direction="info", unit="class", scenarios=("class",)),

@@ -91,7 +91,8 @@ def _signal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: dict) -> n
 
 
 @register_evaluator("rmia", needs=("shadow-originals",), options=DEFAULTS, metrics=[
-    MetricInfo("rmia_ft_auc", "online-RMIA AUC, forget (1) vs test (0); AMUN's FT AUC (50 = ideal)", privacy=True),
+    MetricInfo("rmia_ft_auc", "online-RMIA AUC, forget (1) vs test (0); AMUN's FT AUC (50 = ideal)", privacy=True,
+               axis="privacy"),
     MetricInfo("rmia_fr_auc", "online-RMIA AUC, retain (1) vs forget (0)", scenarios=("random",), privacy=True),
     MetricInfo("rmia_rt_auc", "online-RMIA AUC, retain (1) vs test (0)", scenarios=("random",), privacy=True),
     MetricInfo("rmia_n_refs", "number of reference models behind the RMIA values", direction="info", unit="count"),

@@ -54,7 +54,7 @@ def shadow_members(retain: torch.Tensor, size: int, mode: str, seed: int) -> tor
 
 @register_evaluator("salun_mia", options=DEFAULTS, metrics=[
     MetricInfo("salun_mia", "SalUn MIA-Efficacy / AMUN's MIS: % of the forget set an SVM on true-label confidence "
-               "calls non-member", scenarios=("random",), privacy=True),
+               "calls non-member", scenarios=("random",), privacy=True, axis="privacy"),
 ])
 def evaluate_salun_mia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     opts = ctx.options("salun_mia")

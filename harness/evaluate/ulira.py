@@ -234,7 +234,7 @@ def prepare_ulira(ctx: EvalContext) -> None:
 @register_evaluator("ulira", per_method=True, needs=("shadow-bank",), options=DEFAULTS, prepare=prepare_ulira,
                     metrics=[
     MetricInfo("ulira_acc", "U-LiRA balanced accuracy, forgotten vs never-seen examples under the same unlearned "
-               "shadows (the retrain reference's value is the floor)", reconstructed=True, privacy=True),
+               "shadows (the retrain reference's value is the floor)", reconstructed=True, privacy=True, axis="privacy"),
     MetricInfo("ulira_auc", "U-LiRA ROC AUC (forgotten vs never seen)", reconstructed=True, privacy=True),
     MetricInfo("ulira_tpr_1fpr", "U-LiRA true-positive rate at 1% false-positive rate", reconstructed=True, privacy=True),
     *_boot_metric("ulira_acc", "U-LiRA accuracy"),
