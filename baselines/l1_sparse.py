@@ -38,7 +38,7 @@ def gamma_schedule(gamma: float, epochs: int, decay: str) -> list[float]:
     hparam_sources={"epochs": "Unlearn-Sparse README", "lr": "Unlearn-Sparse README", "gamma": "AMUN code",
                     "decay": "Unlearn-Sparse (linear)", "momentum": "SalUn harness", "weight_decay": "SalUn harness",
                     "batch_size": "harness convention (SalUn uses 256)"},
-    search_space={"lr": LogUniform(1e-5, 0.5), "gamma": LogUniform(1e-6, 1e-2)})
+    search_space={"lr": LogUniform(1e-5, 0.5), "gamma": LogUniform(1e-8, 1e-2)})
 def l1_sparse(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.01, batch_size: int = 128,
               momentum: float = 0.9, weight_decay: float = 5e-4, gamma: float = 5e-4,
               decay: str = "linear") -> nn.Module:

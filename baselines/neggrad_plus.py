@@ -25,7 +25,7 @@ from harness.unlearning import paired
     hparam_sources={"epochs": "RUM README (5 ep)", "lr": "SCRUB repo / RUM", "beta": "SCRUB repo small-scale (0.95)",
                     "momentum": "RUM (SalUn harness)", "weight_decay": "RUM (SalUn harness)",
                     "batch_size": "harness convention", "forget_batch_size": "harness convention"},
-    search_space={"lr": LogUniform(1e-5, 0.5), "beta": Uniform(0.1, 0.999)})
+    search_space={"lr": LogUniform(1e-5, 0.5), "beta": Uniform(0.1, 0.999, hard=("high",))})
 def neggrad_plus(task: UnlearningTask, *, epochs: int = 5, lr: float = 0.01, batch_size: int = 128,
                  forget_batch_size: int = 64, beta: float = 0.95, momentum: float = 0.9,
                  weight_decay: float = 5e-4) -> nn.Module:

@@ -30,7 +30,7 @@ from harness.unlearning import freeze_unmasked, mask_gradients, saliency_mask
                     "exclude_true": "as random-label (choice)", "order": "SalUn CIFAR-10 path",
                     "momentum": "SalUn harness", "weight_decay": "SalUn harness",
                     "batch_size": "harness convention (SalUn uses 256)"},
-    search_space={"lr": LogUniform(1e-5, 0.5), "mask_ratio": Uniform(0.1, 0.9)})
+    search_space={"lr": LogUniform(1e-5, 0.5), "mask_ratio": Uniform(0.1, 1.0, hard=("high",))})
 def salun(task: UnlearningTask, *, epochs: int = 10, lr: float = 0.013, batch_size: int = 128,
           momentum: float = 0.9, weight_decay: float = 5e-4, mask_ratio: float = 0.5, legacy_mask: bool = False,
           exclude_true: bool = True, order: str = "sequential") -> nn.Module:

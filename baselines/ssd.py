@@ -41,7 +41,7 @@ def fisher_diagonal(model: nn.Module, stream: Iterable[Batch]) -> dict[str, torc
     hparam_sources={"alpha": "official SSD repo", "dampening": "official SSD repo (lambda)",
                     "batch_size": "official SSD repo (random forgetting)"},
     # no gradient steps: its two knobs are the selection threshold alpha and the dampening lambda
-    search_space={"alpha": LogUniform(1.0, 1e4), "dampening": LogUniform(0.1, 10.0)})
+    search_space={"alpha": LogUniform(1.0, 1e4), "dampening": LogUniform(0.1, 100.0)})
 def ssd(task: UnlearningTask, *, alpha: float = 10.0, dampening: float = 1.0, batch_size: int = 128) -> nn.Module:
     """Dampen parameters whose forget-set Fisher importance exceeds alpha times the full-set importance."""
     model = task.model

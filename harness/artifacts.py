@@ -1,4 +1,4 @@
-"""Cached training artifacts: originals (full train pool) and oracles (retain set only).
+"""Cached training artifacts: originals (their seed's pool, harness/splits.py) and oracles (retain set only).
 
 Both use the suite's recipe and the same initialisation seed, so an oracle differs from its original
 only in the data it never saw. Cache keys hash everything that determines the weights.
@@ -25,7 +25,14 @@ from harness.train import TRAINER_VERSION, train_model
 class TrainedModel:
     model: nn.Module
     key: str
-    train_seconds: float
+    train_seconds: float  # wall
+    # CPU seconds of the training process (the compute budget's denominator: load-independent, unlike wall);
+    # artifacts stored before it was recorded fall back to their wall seconds
+    train_cpu_seconds: float = float("nan")
+
+    @property
+    def cost_seconds(self) -> float:
+        return self.train_cpu_seconds if self.train_cpu_seconds == self.train_cpu_seconds else self.train_seconds
 
 
 def model_key(suite: Suite, data: SuiteData, role: str, train_positions: torch.Tensor, seed: int) -> str:
@@ -33,9 +40,15 @@ def model_key(suite: Suite, data: SuiteData, role: str, train_positions: torch.T
                      train=hash_indices(train_positions), seed=seed, trainer=TRAINER_VERSION)
 
 
-def _payload(model: nn.Module, seconds: float) -> dict:
-    """What the cache stores for a trained model: its weights on the CPU and the seconds it took."""
-    return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "train_seconds": seconds}
+def _payload(model: nn.Module, seconds: float, cpu_seconds: float) -> dict:
+    """What the cache stores for a trained model: its weights on the CPU and the (wall, CPU) seconds it took."""
+    return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "train_seconds": seconds,
+            "train_cpu_seconds": cpu_seconds}
+
+
+def _trained(model: nn.Module, key: str, payload: dict) -> TrainedModel:
+    return TrainedModel(model, key, float(payload["train_seconds"]),
+                        float(payload.get("train_cpu_seconds", float("nan"))))
 
 
 def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str, train_positions: torch.Tensor,
@@ -45,14 +58,14 @@ def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
 
     def compute() -> dict:
         model = build_model(suite.model, data.input_shape, data.num_classes, seed=seed)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         train_model(model, data.train_x[train_positions], data.train_y[train_positions], suite.recipe, seed, device)
-        return _payload(model, time.perf_counter() - start)
+        return _payload(model, time.perf_counter() - start, time.process_time() - cpu)
 
     payload = cache.get_or_compute(role, key, compute, parts={"suite": suite.name, "role": role, "seed": seed})
     model = build_model(suite.model, data.input_shape, data.num_classes)
     model.load_state_dict(payload["state"])
-    return TrainedModel(model.to(device).eval(), key, float(payload["train_seconds"]))
+    return _trained(model.to(device).eval(), key, payload)
 
 
 def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
@@ -76,21 +89,23 @@ def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role:
             if len(group) < 2:
                 continue
             models = [build_model(suite.model, data.input_shape, data.num_classes, seed=seeds[i]) for i in group]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             train_models(models, [(data.train_x[positions[i]], data.train_y[positions[i]]) for i in group],
                          suite.recipe, [seeds[i] for i in group], device, mode)
             seconds = (time.perf_counter() - start) / len(group)
+            cpu_seconds = (time.process_time() - cpu) / len(group)
             for i, model in zip(group, models):
-                cache.save(role, keys[i], _payload(model, seconds),
+                payload = _payload(model, seconds, cpu_seconds)
+                cache.save(role, keys[i], payload,
                            parts={"suite": suite.name, "role": role, "seed": seeds[i], "batched": True})
                 cache.misses += 1  # trained here, as get_or_compute counts it
-                trained[i] = TrainedModel(model.to(device).eval(), keys[i], seconds)
+                trained[i] = _trained(model.to(device).eval(), keys[i], payload)
     return [trained[i] if i in trained else train_cached(suite, data, cache, role, p, s, device)
             for i, (p, s) in enumerate(zip(positions, seeds))]
 
 
 def get_original(suite: Suite, data: SuiteData, cache: ArtifactCache, seed: int, device: torch.device) -> TrainedModel:
-    return train_cached(suite, data, cache, "original", torch.arange(len(data.train_y)), seed, device)
+    return train_cached(suite, data, cache, "original", suite.original_positions(data, seed), seed, device)
 
 
 def oracle_seed(split: Split, index: int) -> int:

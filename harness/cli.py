@@ -153,7 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print JSON for scripts")
     compare.add_argument("--data-root", default=None, help="folder with the dataset files (for the integrity checks)")
     _add_verify(sub)
+    _add_try(sub)
     return parser
+
+
+def _add_try(sub) -> None:
+    """``unlearn-bench try``: a method author's quick look at one seed (harness/quick.py); never a leaderboard row."""
+    quick = sub.add_parser("try", help="run a plugin method on one seed with the cheap evaluators and print it next "
+                           "to the stored floor, original and best baseline (seconds; not a leaderboard result)")
+    quick.add_argument("plugins", nargs="+", type=Path, metavar="FILE.py", help="the plugin file(s)")
+    quick.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name or .toml path (default {DEFAULT_SUITE})")
+    quick.add_argument("--methods", type=_csv, default=[], help="methods to try (default: all the plugins register)")
+    quick.add_argument("--seed", type=_non_negative, default=None, help="the seed (default: the suite's first)")
+    quick.add_argument("--results", type=Path, default=Path("results"),
+                       help="where the stored rows to compare with are (default ./results; never written)")
+    quick.add_argument("--cache-dir", type=Path, default=None, help="artifact cache (default ~/.cache/unlearn-bench)")
+    quick.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                       help="keep the quick rows in DIR (default: a temporary folder, removed)")
+    quick.add_argument("--isolate", action="store_true", help="run the method sandboxed, as the leaderboard does")
+    quick.add_argument("--data-root", default=None, help="folder with the dataset files")
 
 
 def _add_verify(sub) -> None:
@@ -326,6 +344,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_try(args: argparse.Namespace) -> int:
+    from harness.quick import QuickRequest, run_quick
+    from harness.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.keep is not None and args.keep.resolve() == args.results.resolve():
+        raise ValueError("--keep must not be the results folder: quick rows are never mixed into real results")
+    request = QuickRequest(suite, tuple(str(p) for p in args.plugins), tuple(args.methods),
+                           suite.seeds[0] if args.seed is None else args.seed, args.results, args.cache_dir, args.keep,
+                           args.isolate, args.data_root)
+    print(run_quick(request))
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from harness.tune.command import request_from_args, run_tune
 
@@ -334,7 +366,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"tune": cmd_tune, "run": cmd_run, "suites": cmd_suites, "methods": cmd_methods, "leaderboard": cmd_leaderboard,
-            "compare": cmd_compare, "verify": cmd_verify}
+            "compare": cmd_compare, "verify": cmd_verify, "try": cmd_try}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from harness.shadow import (
     train_shadow_batch,
     train_shadow_retrained,
 )
-from harness.splits import make_split, parse_scenario
+from harness.splits import parse_scenario
 from harness.suite import Suite, SuiteData
 from harness.train import resolve_device
 
@@ -167,16 +167,15 @@ def is_stored(job: Job, env: JobEnv, data: SuiteData) -> bool:
         return False  # a prepared configuration costs its worker only loads
     cache = ArtifactCache(env.cache_dir)
     if job.kind == "original":
-        return cache.exists("original", model_key(env.suite, data, "original", torch.arange(len(data.train_y)),
-                                                  job.seed))
+        return cache.exists("original", model_key(env.suite, data, "original",
+                                                  env.suite.original_positions(data, job.seed), job.seed))
     if job.kind == "shadow-original" and not job.indices:
         half = shadow_halves(data.train_y, shadow_count(env.suite))[job.index]
         return cache.exists("shadow-original", model_key(env.suite, data, "shadow-original",
                                                          torch.as_tensor(half), shadow_seed(job.index)))
     if job.kind in ("shadow-original", "shadow-retrained"):
         return False  # a batch, or a key that needs the forget set: the job itself loads what is stored
-    split = make_split(env.suite.name, parse_scenario(job.scenario, data.num_classes), job.seed, data.train_y,
-                       data.test_y)
+    split = env.suite.split(data, job.scenario, job.seed)
     return cache.exists("oracle", oracle_key(env.suite, data, split, job.index))
 
 
@@ -238,8 +237,7 @@ def run_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = None)
     if job.kind == "original":
         get_original(env.suite, data, cache, job.seed, device)
     elif job.kind == "oracle":
-        split = make_split(env.suite.name, parse_scenario(job.scenario, data.num_classes), job.seed, data.train_y,
-                           data.test_y)
+        split = env.suite.split(data, job.scenario, job.seed)
         get_oracle(env.suite, data, cache, split, device, job.index)
     elif job.kind in ("shadow-original", "shadow-retrained") and job.indices:
         scenario = parse_scenario(job.scenario, data.num_classes) if job.scenario else None

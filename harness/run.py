@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from torch import nn
 from harness.artifacts import TrainedModel, get_oracle, get_original
 from harness.cache import ArtifactCache
 from harness.evaluate import EvalContext, MetricInfo, get_evaluator
+from harness.evaluate.consistency import consistency_columns
 from harness.execution import (
     InvalidOutput,
     MethodRun,
@@ -48,7 +51,7 @@ from harness.protocol import (
 )
 from harness.provenance import git_sha, hardware, package_versions
 from harness.registry import MethodSpec, get_method
-from harness.splits import Split, make_split, parse_scenario, stable_seed
+from harness.splits import Split, parse_scenario, stable_seed
 from harness.suite import Suite, SuiteData
 from harness.version import HARNESS_VERSION
 
@@ -64,8 +67,7 @@ class SeedContext:
     def __init__(self, suite: Suite, data: SuiteData, scenario: str, seed: int, cache: ArtifactCache,
                  device: torch.device, memo: dict):
         self.suite, self.data, self.seed, self.cache, self.device, self.memo = suite, data, seed, cache, device, memo
-        self.split: Split = make_split(suite.name, parse_scenario(scenario, data.num_classes), seed,
-                                       data.train_y, data.test_y)
+        self.split: Split = suite.split(data, scenario, seed)
         self._original: TrainedModel | None = None
         self._oracles: list[TrainedModel] | None = None
         self._oracle_metrics: list[dict[str, float]] | None = None
@@ -89,16 +91,19 @@ class SeedContext:
         return self.oracles[0]
 
     def eval_context(self, spec: MethodSpec | None, hparams: dict[str, Any],
-                     references: list[nn.Module] | None = None, with_models: bool = True) -> EvalContext:
+                     references: list[nn.Module] | None = None, with_models: bool = True,
+                     run_cpu_seconds: float = math.nan) -> EvalContext:
         """Evaluation context of a run; ``references`` are the oracles it is compared with (default: all K).
 
         ``with_models=False`` leaves out the original and the oracles (an evaluator's ``prepare`` step, which
-        works on the shadow bank only, then does not wait for them to train).
+        works on the shadow bank only, then does not wait for them to train). ``run_cpu_seconds`` is what the
+        evaluated run cost (the consistency check compares it with the method's audit runs).
         """
         refs = [o.model for o in self.oracles] if references is None and with_models else (references or [])
         original = self.original.model if with_models else None
         ctx = EvalContext(self.suite, self.data, self.split, self.seed, self.device, self.cache, original, refs,
-                          spec, hparams, memo=self.memo, results_root=self.results_root)
+                          spec, hparams, memo=self.memo, results_root=self.results_root,
+                          run_cpu_seconds=run_cpu_seconds)
         if spec is not None:
             # original_key (the shadow original's cache key) lets task.cached store derived artifacts.
             ctx.unlearn = lambda original, forget, retain, seed, original_key=None: shadow_unlearn(
@@ -143,10 +148,33 @@ def unlearn(run: MethodRun, cache: ArtifactCache | None = None, isolation: Isola
     return call_method(run.spec, build_task(run, memoize), run.hparams)
 
 
-def shadow_unlearn(run: MethodRun, cache: ArtifactCache | None, isolation: Isolation | None) -> nn.Module:
+@dataclass(frozen=True)
+class Unlearned:
+    """A method's returned model and what producing it cost."""
+
+    model: nn.Module
+    cpu_seconds: float  # measured outside the method: the worker's CPU time (kernel), or this process's
+    wall_seconds: float
+
+
+def unlearn_measured(run: MethodRun, cache: ArtifactCache | None = None,
+                     isolation: Isolation | None = None) -> Unlearned:
+    """:func:`unlearn` with its cost: an isolated run's time from sending the job to the answer (never the
+    worker's start-up) and its CPU time as the isolation measured it; an in-process run's own process time."""
+    start, cpu = time.perf_counter(), time.process_time()
+    model = unlearn(run, cache, isolation)
+    wall, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    if isolation is not None and run.spec.kind != "reference":
+        wall = isolation.last_job_seconds
+        measured = getattr(isolation, "last_job_cpu_seconds", None)
+        cpu_seconds = wall if measured is None or not math.isfinite(measured) else measured
+    return Unlearned(model, cpu_seconds, wall)
+
+
+def shadow_unlearn(run: MethodRun, cache: ArtifactCache | None, isolation: Isolation | None) -> Unlearned:
     """An evaluator's run of the method under test on a shadow model; any fault raises MethodFault."""
     try:
-        return unlearn(run, cache, isolation)
+        return unlearn_measured(run, cache, isolation)
     except MethodFault:
         raise
     except InvalidOutput as exc:
@@ -247,6 +275,7 @@ def base_row(suite: Suite, data: SuiteData, run: RunSpec, spec_kind: str, device
         "metric_meta": metric_metadata(suite, parse_scenario(run.scenario).kind),
         "suite_hash": suite.definition_hash, "suite_definition": suite.definition, "oracles": suite.oracles,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "ok", "error": "",
+        "grade": suite.grade,
         **(run.tuning or tuning_columns(None)),  # tuning_budget, tuning_trials, tuned_on, tuning_at_bound
     }
 
@@ -263,20 +292,19 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         if is_oracle:  # the retrain reference is oracle 0, served from the cache
-            model = ctx.oracle.model
+            done = Unlearned(ctx.oracle.model, ctx.oracle.cost_seconds, ctx.oracle.train_seconds)
         else:
-            model = unlearn(ctx.method_run(spec, run.hparams, ctx.original.model, ctx.split.forget, ctx.split.retain,
-                                           run.seed, ctx.original.key), ctx.cache, ctx.isolation)
-        wall = ctx.oracle.train_seconds if is_oracle else time.perf_counter() - start
-        if ctx.isolation is not None and spec.kind != "reference":
-            wall = ctx.isolation.last_job_seconds  # the method's time, not the worker's start-up
+            done = unlearn_measured(ctx.method_run(spec, run.hparams, ctx.original.model, ctx.split.forget,
+                                                   ctx.split.retain, run.seed, ctx.original.key),
+                                    ctx.cache, ctx.isolation)
+        model, wall = done.model, done.wall_seconds
     except MethodFault as exc:
         return _failed(row, exc.status, str(exc), time.perf_counter() - start)
     except InvalidOutput as exc:
         return _failed(row, "invalid", str(exc), time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a method's crash becomes a failed row; others go on
         return _failed(row, "failed", _format_exception(exc), time.perf_counter() - start)
-    row.update(wall_time_s=wall, time_ratio=wall / max(ctx.oracle.train_seconds, 1e-9))
+    row.update(cost_columns(done, ctx.oracle, suite.max_time_ratio))
     if not is_oracle:  # a copy of an oracle, by weights or by its predictions on the test split
         fraction = float(suite.evaluate.get("copy_tv_fraction", COPY_TV_FRACTION))
         evidence = functional_copy_check(model, [o.model for o in ctx.oracles], ctx.original.model, data.test_x,
@@ -288,15 +316,29 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
         if is_oracle:  # the mean of the K oracles, each scored against the others
             metrics = oracle_targets(ctx.oracle_metrics())
         else:
-            metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams))
+            metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams, run_cpu_seconds=done.cpu_seconds))
     except MethodFault as exc:  # a shadow run of the same method (U-LiRA, MIA-NN) failed
         return _failed(row, exc.status, f"in a shadow run for an evaluator: {exc}", time.perf_counter() - start)
     except EvaluatorFailure as exc:
         return _failed(row, "failed", str(exc), time.perf_counter() - start)
     row.update(metrics)
+    row.update(consistency_columns(metrics))
     row.update(gaps(metrics, ctx, is_reference=is_oracle))
     row.update(_noop(model, ctx))
     return row
+
+
+def cost_columns(done: Unlearned, oracle: TrainedModel, budget: float | None) -> dict[str, Any]:
+    """What a run cost and whether it stayed within the suite's compute budget.
+
+    ``time_ratio`` is CPU time over CPU time, both at the suite's fixed thread count: the method's run (measured
+    outside the method) over the training of oracle 0 of the same split. CPU time, unlike wall time, does not
+    grow when other processes share the machine, so the budget check does not depend on the load.
+    """
+    ratio = done.cpu_seconds / max(oracle.cost_seconds, 1e-9)
+    return {"wall_time_s": done.wall_seconds, "cpu_time_s": done.cpu_seconds, "oracle_cpu_s": oracle.cost_seconds,
+            "time_ratio": ratio, "time_budget": math.nan if budget is None else float(budget),
+            "over_budget": budget is not None and ratio > budget}
 
 
 def _noop(model: nn.Module, ctx: SeedContext) -> dict[str, Any]:

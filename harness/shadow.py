@@ -1,8 +1,8 @@
 """The shadow bank: extra models the per-example attacks (U-LiRA, MIA-NN, RMIA) need, trained once per suite.
 
-Shadow ``i`` trains on a random half ``H_i`` of the suite's train pool. Halves come in complementary pairs
-(shadow 2k and 2k+1 split the pool between them, stratified by class), so every example is a member of
-exactly half of the shadows, as in LiRA. The halves and the initialisation seeds do not depend on the
+Shadow ``i`` trains on a random half ``H_i`` of the suite's train set. Halves come in complementary pairs
+(shadow 2k and 2k+1 split the set between them, stratified by class), so every example is a member of
+half of the shadows, as in LiRA (a class with an odd count leaves one example out of both halves of a pair). The halves and the initialisation seeds do not depend on the
 scenario, so the shadow *originals* are shared by every scenario (and are RMIA's reference models).
 
 Per scenario, shadow ``i`` also gets a forget set ``F_i`` inside its half (random: the same forget fraction
@@ -30,7 +30,7 @@ from harness.artifacts import TrainedModel, train_cached, train_cached_many
 from harness.cache import ArtifactCache, cache_key
 from harness.ensemble import choose_mode
 from harness.models import build_model
-from harness.splits import Scenario, hash_indices, sample_forget_within, stable_seed
+from harness.splits import Scenario, hash_indices, sample_forget_within, stable_seed, stratified_halves
 from harness.suite import Suite, SuiteData
 from harness.train import predict_logits
 
@@ -49,25 +49,13 @@ def shadow_count(suite: Suite) -> int:
 def shadow_halves(train_y: torch.Tensor, n: int) -> list[np.ndarray]:
     """N training halves: complementary pairs, each split stratified by class; scenario-independent.
 
-    A class with an odd count gives its extra example to the smaller half so far (a coin decides ties), so the
-    two halves of a pair differ by at most one example: equal-sized training sets can train batched
-    (:mod:`harness.ensemble`).
+    Every half has exactly ``count // 2`` examples of each class (:func:`harness.splits.stratified_halves`), the
+    same as a scored original's pool when the suite's ``pool = "half"``: audit tasks then have the scored tasks'
+    sizes and class counts. Equal-sized training sets can also train batched (:mod:`harness.ensemble`).
     """
-    y = train_y.numpy()
     halves: list[np.ndarray] = []
     for pair in range((n + 1) // 2):
-        rng = np.random.default_rng(stable_seed("shadow-half", pair))
-        first, second = [], []
-        sizes = [0, 0]
-        for cls in np.unique(y):
-            members = rng.permutation(np.flatnonzero(y == cls))
-            coin = rng.random() < 0.5
-            to_first = sizes[0] < sizes[1] or (sizes[0] == sizes[1] and coin)
-            cut = len(members) // 2 + to_first * (len(members) % 2)
-            first.append(members[:cut])
-            second.append(members[cut:])
-            sizes[0], sizes[1] = sizes[0] + cut, sizes[1] + len(members) - cut
-        halves += [np.sort(np.concatenate(first)), np.sort(np.concatenate(second))]
+        halves += list(stratified_halves(train_y, np.random.default_rng(stable_seed("shadow-half", pair))))
     return halves[:n]
 
 

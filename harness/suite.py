@@ -19,14 +19,15 @@ import torch
 from harness.data import DATASET_LOADERS, load_dataset, stratified_subset
 from harness.models import MODELS
 from harness.registry import did_you_mean
-from harness.splits import Scenario, hash_indices, parse_scenario
+from harness.splits import POOLS, Scenario, Split, hash_indices, make_split, original_pool, parse_scenario
 from harness.train import PRECISIONS, SCHEDULES, Recipe
 
 SUITES_DIR = Path(__file__).parent / "suites"
 HPARAMS_MARKER = "# ---- hparams file ----"
 _TOP_KEYS = {"name", "version", "description", "data", "model", "train", "run", "evaluate"}
-_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root"}
-_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment", "oracles"}
+_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root", "pool"}
+_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment", "oracles",
+             "max_time_ratio"}
 _AUGMENTS = ("none", "crop", "crop-flip")
 
 
@@ -69,6 +70,11 @@ class Suite:
     memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
     unlearn_augment: str = "none"
     oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
+    pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/splits.py)
+    # The compute budget: a method's CPU time over an oracle's training CPU time; None: no budget
+    max_time_ratio: float | None = None
+    # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/quick.py), which are never ranked
+    grade: str = "leaderboard"
     evaluate: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
@@ -88,6 +94,16 @@ class Suite:
         fp = f"{arrays.fingerprint}-{hash_indices(tr, te)}"
         return SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
                          arrays.num_classes, fp)
+
+    def original_positions(self, data: SuiteData, seed: int) -> torch.Tensor:
+        """The train positions the original of ``seed`` trains on (its pool)."""
+        return original_pool(self.name, self.pool, seed, data.train_y)
+
+    def split(self, data: SuiteData, scenario: Scenario | str, seed: int) -> Split:
+        """The forget/retain split of (scenario, seed) inside that seed's pool."""
+        scenario = parse_scenario(scenario, data.num_classes) if isinstance(scenario, str) else scenario
+        pool = None if self.pool == "all" else self.original_positions(data, seed)
+        return make_split(self.name, scenario, seed, data.train_y, data.test_y, pool)
 
     @property
     def evaluators(self) -> tuple[str, ...]:
@@ -171,6 +187,13 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
     augment = run.get("unlearn_augment", recipe.augment)
     if augment not in _AUGMENTS:
         raise SuiteError(f"{path} [run]: unlearn_augment must be one of {', '.join(_AUGMENTS)}, got {augment!r}")
+    pool = data.get("pool", "all")
+    if pool not in POOLS:
+        raise SuiteError(f"{path} [data]: pool must be one of {', '.join(POOLS)}, got {pool!r}{did_you_mean(str(pool), POOLS)}")
+    budget = run.get("max_time_ratio")
+    if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0):
+        raise SuiteError(f"{path} [run]: max_time_ratio must be a positive number (a method's CPU time over an "
+                         f"oracle's training CPU time), got {budget!r}")
     for key in ("train_subset", "test_subset"):
         if key in data and not (_is_int(data[key]) and data[key] > 0):
             raise SuiteError(f"{path} [data]: {key} must be a positive integer, got {data[key]!r}")
@@ -189,7 +212,7 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         train_subset=data.get("train_subset"), test_subset=data.get("test_subset"),
         subset_seed=int(data.get("subset_seed", 0)), data_root=data.get("root"),
         methods=tuple(methods), timeout=float(timeout), memory_mb=int(memory_mb), unlearn_augment=str(augment),
-        oracles=int(oracles),
+        oracles=int(oracles), pool=str(pool), max_time_ratio=None if budget is None else float(budget),
         evaluate=dict(doc.get("evaluate", {})), hparams=hparams, path=path,
         definition=text + (f"\n{HPARAMS_MARKER}\n{hparams_text}" if hparams_text else ""),
     )

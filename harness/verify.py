@@ -56,7 +56,11 @@ EXACT_COLUMNS = ("run_id", "suite", "suite_version", "suite_hash", "scenario", "
 ENVIRONMENT_COLUMNS = ("created_at", "git_sha", "packages", "hardware", "device", "harness_version", "sandbox",
                        "wall_time_s", "time_ratio", "oracle_train_s", "row_hash", "schema_version", "error",
                        "metric_meta", "suite_definition", "tampered", "tuning_budget", "tuning_trials", "tuned_on",
-                       "tuning_at_bound")
+                       "tuning_at_bound", "cpu_time_s", "oracle_cpu_s", "time_budget", "over_budget", "limits",
+                       "grade",
+                       # the consistency check's time statistic (and so its flag) depends on how fast the runs went
+                       "consistency_time_ratio", "consistency_time_p", "consistency_flag", "inconsistent",
+                       "consistency_evidence")
 # metric_meta is compared on what ranks a metric (descriptions may change between harness versions).
 META_FIELDS = ("direction", "unit", "per_method", "terms", "from")
 # Absolute tolerance per metric unit (metric_meta "unit"); columns without a unit count as "fraction".

@@ -17,7 +17,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from leaderboard.suites import SuiteRef
@@ -58,7 +57,6 @@ def canonical_keys(suite, pairs: set[tuple[str, int]], data_root: str | None = N
                    ) -> dict[tuple[str, int], Canonical] | str:
     """Canonical keys per (scenario, seed); or, when they cannot be computed, the reason."""
     from harness.artifacts import model_key, oracle_key
-    from harness.splits import make_split, parse_scenario
 
     try:
         data = suite.load_data(data_root)
@@ -68,12 +66,11 @@ def canonical_keys(suite, pairs: set[tuple[str, int]], data_root: str | None = N
     oracles = int(getattr(suite, "oracles", 1))
     for scenario, seed in sorted(pairs):
         try:
-            split = make_split(suite.name, parse_scenario(scenario, data.num_classes), int(seed), data.train_y,
-                               data.test_y)
+            split = suite.split(data, scenario, int(seed))
         except ValueError as exc:
             log.warning("integrity: %s seed %s: %s", scenario, seed, exc)
             continue
-        original = model_key(suite, data, "original", np.arange(len(data.train_y)), int(seed))
+        original = model_key(suite, data, "original", suite.original_positions(data, int(seed)), int(seed))
         keys = tuple(oracle_key(suite, data, split, k) for k in range(oracles))
         out[(scenario, int(seed))] = Canonical(split.hash, original, keys)
     return out

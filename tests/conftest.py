@@ -12,7 +12,7 @@ from harness.artifacts import get_oracle, get_original
 from harness.cache import ArtifactCache
 from harness.execution import MethodRun, build_task
 from harness.registry import MethodSpec
-from harness.splits import Split, make_split, parse_scenario
+from harness.splits import Split
 from harness.suite import Suite, SuiteData, load_suite
 from harness.task import UnlearningTask
 
@@ -56,7 +56,7 @@ def digits_suite() -> Suite:
 
 def _world(suite: Suite, cache: ArtifactCache, scenario: str, seed: int = 0) -> World:
     data = suite.load_data()
-    split = make_split(suite.name, parse_scenario(scenario), seed, data.train_y, data.test_y)
+    split = suite.split(data, scenario, seed)
     device = torch.device("cpu")
     original = get_original(suite, data, cache, seed, device).model
     oracle = get_oracle(suite, data, cache, split, device).model

@@ -33,7 +33,8 @@ def test_every_evaluator_declares_its_metrics_needs_and_options(name):
     evaluator = EVALUATORS[name]
     assert evaluator.metrics and set(evaluator.needs) <= set(NEEDS)
     scored = [m for m in evaluator.metrics if m.direction != "info"]
-    assert scored, f"{name} scores nothing"
+    assert scored or not evaluator.scores, f"{name} scores nothing and is not registered as a check"
+    assert evaluator.scores or not scored, f"{name} is a check but scores {scored[0].name}"
     for metric in evaluator.metrics:
         assert metric.description and set(metric.scenarios) <= {"random", "class"} and metric.scenarios
         assert metric.direction in ("match-oracle", "higher", "lower", "info")

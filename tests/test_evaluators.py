@@ -39,8 +39,11 @@ def _evaluate(ctx: SeedContext, evaluator: str, method: str, model: torch.nn.Mod
 def test_shadow_halves_are_complementary_pairs_and_shared_across_scenarios(digits_suite, session_cache):
     y = digits_suite.load_data().train_y
     halves = shadow_halves(y, 4)
-    for a, b in ((halves[0], halves[1]), (halves[2], halves[3])):
-        assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == len(y)
+    counts = lambda h: np.bincount(y.numpy()[h], minlength=10)
+    for a, b in ((halves[0], halves[1]), (halves[2], halves[3])):  # an odd class leaves one example out of both
+        assert len(np.intersect1d(a, b)) == 0 and len(y) - 10 <= len(a) + len(b) <= len(y)
+    for h in halves:  # every half has exactly the same class counts: audit tasks have the scored tasks' sizes
+        assert np.array_equal(counts(h), np.bincount(y.numpy(), minlength=10) // 2)
     assert not np.array_equal(halves[0], halves[2])
     memo: dict = {}
     data = digits_suite.load_data()

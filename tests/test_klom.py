@@ -1,5 +1,6 @@
-"""KLoM: the binned KL on distributions with known answers, its direction, the bank's reuse of the suite's
-models, option checks, and the evaluator end to end on digits (per-example table, measured retrain floor)."""
+"""KLoM: the binned KL and the W1 companion on distributions with known answers, weights, its direction, which
+shadow models form each sample, option checks, and the evaluator end to end on digits (per-example and draw
+tables, measured retrain floor, no method run of its own)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.artifacts import model_key, oracle_key
+from scipy.stats import wasserstein_distance
+
 from harness.evaluate.base import check_evaluation
-from harness.evaluate.klom import auto_bins, binned_kl, per_example, summarize
+from harness.evaluate.klom import auto_bins, binned_kl, bootstrap_weights, set_samples, w1_distance
 from harness.evaluate.ulira import logit_confidence
-from harness.klom_bank import BankSettings, bank_seeds, bank_split, klom_bank
 from harness.results import EXAMPLES_DIR
-from harness.splits import make_split, parse_scenario
+from harness.shadow import shadow_bank
 
 
 def gaussian_kl(m1: float, s1: float, m2: float, s2: float) -> float:
@@ -87,69 +88,63 @@ def test_margin_is_true_logit_minus_logsumexp_of_the_others():
     assert got[1] == pytest.approx(1.0 - math.log(1.0 + math.exp(3.0)), rel=1e-6)
 
 
-def test_per_example_computes_kl_of_unlearned_against_oracles_not_the_reverse():
-    """Unlearned margins narrow, oracle margins wide: KL(unlearned || oracle) differs from the swap."""
-    rng = np.random.default_rng(6)
-    unlearned = {"train": rng.normal(0.0, 1.0, (4000, 3)), "test": rng.normal(0.0, 1.0, (4000, 2))}
-    oracle = {"train": rng.normal(0.5, 1.5, (4000, 3)), "test": rng.normal(0.5, 1.5, (4000, 2))}
-    sets = {"forget": ("train", np.array([0])), "retain": ("train", np.array([1, 2])),
-            "test": ("test", np.array([0, 1]))}
-    table = per_example(sets, unlearned, oracle, 40, 1e-9, 100.0)
-    assert list(table.columns) == ["set", "example", "klom", "unlearned_median", "oracle_median"]
-    forget = table[table["set"] == "forget"].iloc[0]
-    assert forget["klom"] == pytest.approx(gaussian_kl(0, 1, 0.5, 1.5), rel=0.1)
-    assert abs(forget["klom"] - gaussian_kl(0.5, 1.5, 0, 1)) > 0.1
-    assert forget["unlearned_median"] == pytest.approx(0.0, abs=0.1)
-    assert forget["oracle_median"] == pytest.approx(0.5, abs=0.15)
+# ------------------------------------------------------------------------ weights and the W1 companion
+def test_weights_count_samples_and_zero_weight_leaves_them_out():
+    rng = np.random.default_rng(7)
+    p, q = rng.normal(0, 1, (50, 6)), rng.normal(0.5, 1, (50, 9))
+    doubled = binned_kl(np.tile(p, 2), q, 4, 1e-3)
+    assert np.allclose(binned_kl(p, q, 4, 1e-3, wp=np.full(p.shape, 2.0)), doubled)
+    keep = np.ones(p.shape)
+    keep[:, 4:] = 0
+    assert np.allclose(binned_kl(p, q, 4, 1e-3, wp=keep), binned_kl(p[:, :4], q, 4, 1e-3))
+    assert np.isnan(binned_kl(p, q, 4, 1e-3, wp=np.zeros(p.shape))).all()  # nothing on one side: undefined
 
 
-def test_summary_reports_median_and_p95_per_set():
-    table = pd.DataFrame({"set": ["forget"] * 101 + ["retain"] * 3 + ["test"] * 2,
-                          "klom": [*range(101), 1.0, 2.0, 3.0, 5.0, 5.0]})
-    got = summarize(table)
-    assert got["klom_forget_p50"] == 50 and got["klom_forget_p95"] == 95
-    assert got["klom_retain_p50"] == 2.0 and got["klom_test_p95"] == 5.0
+def test_w1_matches_scipy_with_weights_and_grows_with_the_shift():
+    rng = np.random.default_rng(8)
+    p, q = rng.normal(0, 1, (20, 7)), rng.normal(1, 2, (20, 11))
+    wp, wq = rng.integers(0, 3, p.shape).astype(float), rng.integers(1, 3, q.shape).astype(float)
+    got = w1_distance(p, q, wp, wq)
+    for i in range(3):
+        assert got[i] == pytest.approx(wasserstein_distance(p[i], q[i], wp[i], wq[i]), rel=1e-9)
+    base = rng.normal(0, 1, (1, 400))
+    shifts = [w1_distance(base + s, base)[0] for s in (0.0, 1.0, 5.0, 50.0)]
+    assert shifts == pytest.approx([0.0, 1.0, 5.0, 50.0])  # no cap, unlike the floored KL
 
 
-# ------------------------------------------------------------------------------------------ the bank
-def test_class_bank_is_made_of_the_suites_own_models(digits_suite):
-    """Class splits do not depend on the seed: originals, held-out retrains and references are the suite's
-    originals and oracles (same cache keys), so the bank trains nothing new."""
-    suite = dataclasses.replace(digits_suite, seeds=(0, 1), oracles=3)
-    data = suite.load_data()
-    bank = klom_bank(suite, data, None, parse_scenario("class-3"), torch.device("cpu"), BankSettings(2, 4))
-    pool = torch.arange(len(data.train_y))
-    assert bank.original_keys == [model_key(suite, data, "original", pool, s) for s in (0, 1)]
-    splits = {s: make_split(suite.name, parse_scenario("class-3"), s, data.train_y, data.test_y) for s in (0, 1)}
-    assert bank.held_out_keys == [oracle_key(suite, data, splits[s], 0) for s in (0, 1)]
-    assert bank.reference_keys == [oracle_key(suite, data, splits[s], k) for k in (1, 2) for s in (0, 1)]
-    assert not set(bank.held_out_keys) & set(bank.reference_keys)
-
-
-def test_random_bank_shares_one_forget_set_outside_the_suites_splits(digits_suite):
+# ------------------------------------------------------------------------ which models form each sample
+def test_samples_come_from_the_right_shadows(digits_suite, session_cache):
     data = digits_suite.load_data()
-    scenario = parse_scenario("random-10")
-    split = bank_split(digits_suite, data, scenario)
-    assert len(split.forget) == round(len(data.train_y) * 0.1)
-    for seed in range(10):
-        own = make_split(digits_suite.name, scenario, seed, data.train_y, data.test_y)
-        assert not torch.equal(own.forget, split.forget)
-    bank = klom_bank(digits_suite, data, None, scenario, torch.device("cpu"), BankSettings(3, 4))
-    assert bank.seeds[:2] == [0, 1] and len(set(bank.seeds)) == 3  # the suite's seeds first, then extra ones
-    assert len(set(bank.held_out_keys) | set(bank.reference_keys)) == 7
+    bank = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("random-10"), torch.device("cpu"))
+    sets = set_samples(bank, np.arange(len(data.test_y)))
+    forget = sets["forget"]
+    for e, x in enumerate(forget.examples[:50]):
+        assert set(np.flatnonzero(forget.unlearned[e])) == {i for i, s in enumerate(bank.shadows) if x in s.forget}
+        assert set(np.flatnonzero(forget.references[e])) == {i for i, s in enumerate(bank.shadows)
+                                                             if x not in s.half}
+    for samples in sets.values():  # an unlearned sample and its references never share a model
+        assert not (samples.unlearned & samples.references).any()
+    pairs = np.arange(len(bank)) // 2
+    for name in ("retain", "test"):  # one half of the pairs against the other
+        used = sets[name].unlearned.any(0)
+        assert not set(pairs[used]) & set(pairs[sets[name].references.any(0)])
 
 
-def test_bank_seeds_extend_the_suites_seeds(digits_suite):
-    assert bank_seeds(digits_suite, 1) == [0]
-    assert bank_seeds(digits_suite, 4)[:2] == [0, 1] and len(set(bank_seeds(digits_suite, 4))) == 4
+def test_bootstrap_draws_whole_pairs_with_a_fixed_seed(digits_suite, session_cache):
+    data = digits_suite.load_data()
+    bank = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("class-3"), torch.device("cpu"))
+    weights = bootstrap_weights(bank, 50)
+    assert weights.shape == (50, len(bank))
+    assert (weights[:, 0::2] == weights[:, 1::2]).all()  # both shadows of a pair together
+    assert np.allclose(weights.sum(1), len(bank))  # as many pairs drawn as there are
+    assert np.array_equal(weights, bootstrap_weights(bank, 50))  # paired across methods: the same draws
 
 
 @pytest.mark.parametrize("table, message", [
-    ({"models": 1}, "models must be >= 2"),
-    ({"references": True}, "references must be an integer"),
     ({"bins": -1}, "bins must be a non-negative integer"),
     ({"floor": 1.5}, "floor must be a number in"),
     ({"clip": 0}, "clip must be a positive number"),
+    ({"bootstrap": 1.5}, "bootstrap must be a non-negative integer"),
 ])
 def test_bad_options_are_rejected_before_anything_trains(table, message):
     with pytest.raises(ValueError, match=rf"my-suite.toml \[evaluate.klom\]: {message}"):
@@ -157,20 +152,20 @@ def test_bad_options_are_rejected_before_anything_trains(table, message):
 
 
 def test_unknown_option_names_the_closest_one():
-    with pytest.raises(ValueError, match="did you mean 'models'"):
-        check_evaluation({"evaluators": ["klom"], "klom": {"model": 3}}, "my-suite.toml")
+    with pytest.raises(ValueError, match="did you mean 'bins'"):
+        check_evaluation({"evaluators": ["klom"], "klom": {"bin": 3}}, "my-suite.toml")
 
 
 # ----------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_klom_end_to_end_on_digits(tmp_path, digits_suite):
-    """Original scores worse than the retrain floor; the floor is measured (> 0); per-example tables sit
-    next to U-LiRA's; the per-method value is the same on every seed's row."""
+    """Original scores worse than the retrain floor; the floor is measured (> 0); per-example and draw tables sit
+    next to U-LiRA's; the per-method value is the same on every seed's row; KLoM adds no method run."""
     from harness.runner import RunOptions, run_suite
 
-    evaluate = {"evaluators": ["accuracy", "klom"], "klom": {"models": 3, "references": 4}}
+    evaluate = {"evaluators": ["accuracy", "klom"], "shadow_models": 8, "klom": {"bootstrap": 40}}
     suite = dataclasses.replace(digits_suite, evaluate=evaluate, scenarios=("random-10", "class-3"))
-    options = RunOptions(methods=["original", "retrain"], results_root=tmp_path / "results",
+    options = RunOptions(methods=["original", "retrain", "finetune"], results_root=tmp_path / "results",
                          cache_dir=tmp_path / "cache", progress=False)
     summary = run_suite(suite, options)
     rows = pd.DataFrame(summary.rows)
@@ -178,19 +173,23 @@ def test_klom_end_to_end_on_digits(tmp_path, digits_suite):
     for scenario in ("random-10", "class-3"):
         sub = rows[rows["scenario"] == scenario].set_index(["method", "seed"])
         original, retrain = sub.loc[("original", 0)], sub.loc[("retrain", 0)]
-        assert original["klom_forget_p50"] > retrain["klom_forget_p50"] > 0
-        assert retrain["klom_n_models"] == 3 and retrain["klom_n_references"] == 4
+        assert original["margin_w1_forget_p50"] > retrain["margin_w1_forget_p50"] > 0
+        assert retrain["klom_forget_p50"] > 0 and retrain["klom_n_models"] == 8
+        assert retrain["klom_forget_p50_boot_lo"] <= retrain["klom_forget_p50"] <= retrain["klom_forget_p50_boot_hi"]
         assert sub.loc[("original", 1), "klom_forget_p95"] == original["klom_forget_p95"]
         folder = tmp_path / "results" / suite.name / EXAMPLES_DIR
         table = pd.read_parquet(folder / f"klom-{scenario}-original-{original['config_hash']}.parquet")
         assert set(table["set"]) == {"forget", "retain", "test"}
         assert np.median(table.loc[table["set"] == "forget", "klom"]) == pytest.approx(original["klom_forget_p50"])
-    # class-3: a model that still knows the class is outside the oracles' range on most forget examples
+        draws = pd.read_parquet(folder / f"klom-draws-{scenario}-original-{original['config_hash']}.parquet")
+        assert set(draws["metric"]) == {"klom_forget_p50", "margin_w1_forget_p50"} and draws["draw"].max() == 39
+    # class-3: a model that still knows the class is outside the retrains' range on most forget examples
     cls = rows[(rows["scenario"] == "class-3") & (rows["method"] == "original")].iloc[0]
-    assert cls["klom_forget_p50"] > 6.0
-    # the method's runs on the bank's originals are cached per (configuration, scenario); retrain has none
-    assert len(list((tmp_path / "cache" / "klom-unlearned").glob("*.pt"))) == 2
-    # runs made in-process are not reused by an isolated (sandboxed) run: its shadow runs are keyed on the mode
-    isolated = dataclasses.replace(options, methods=["original"], isolate=True, results_root=tmp_path / "isolated")
+    assert cls["klom_forget_p50"] > 5.0
+    # KLoM reads the methods' audit runs (U-LiRA's payload), one per (configuration, scenario); retrain has none
+    assert len(list((tmp_path / "cache" / "ulira-unlearned").glob("*.pt"))) == 4
+    assert not (tmp_path / "cache" / "klom-unlearned").exists()
+    # runs made in-process are not reused by an isolated (sandboxed) run: the audit runs are keyed on the mode
+    isolated = dataclasses.replace(options, methods=["finetune"], isolate=True, results_root=tmp_path / "isolated")
     assert (pd.DataFrame(run_suite(suite, isolated).rows)["status"] == "ok").all()
-    assert len(list((tmp_path / "cache" / "klom-unlearned").glob("*.pt"))) == 4
+    assert len(list((tmp_path / "cache" / "ulira-unlearned").glob("*.pt"))) == 6

@@ -209,12 +209,11 @@ def test_without_bubblewrap_the_rows_say_so(tmp_path, warm):
 def test_a_noisy_oracle_copy_is_flagged_by_its_predictions(tmp_path, warm):
     """The oracle smuggled into the plugin's own source, returned with 0.1% weight noise: the weight check
     misses it, the functional check (predictions on the test split vs two retrains) does not."""
-    from harness.splits import make_split, parse_scenario
     from harness.suite import load_suite
 
     suite = load_suite(str(FAST_SUITE))
     data = suite.load_data()
-    split = make_split(suite.name, parse_scenario("random-10"), 0, data.train_y, data.test_y)
+    split = suite.split(data, "random-10", 0)
     cache = ArtifactCache(warm)
     oracle = get_oracle(suite, data, cache, split, torch.device("cpu"), 0).model
     buffer = io.BytesIO()

@@ -202,7 +202,7 @@ class Forbidden(torch.Tensor):
 @pytest.fixture()
 def guarded(monkeypatch):
     """Make the test split raise when read, and record every (scenario, seed) a split is made for."""
-    real_load, real_split = harness.data.load_dataset, harness.run.make_split
+    real_load, real_split = harness.data.load_dataset, harness.suite.make_split
     splits: list[tuple[str, int]] = []
 
     def load(name, root=None):
@@ -210,14 +210,13 @@ def guarded(monkeypatch):
         return dataclasses.replace(arrays, test_x=arrays.test_x.as_subclass(Forbidden),
                                    test_y=arrays.test_y.as_subclass(Forbidden))
 
-    def split(suite, scenario, seed, train_y, test_y):
+    def split(suite, scenario, seed, train_y, test_y, pool=None):
         splits.append((scenario.name, seed))
-        return real_split(suite, scenario, seed, train_y, test_y)
+        return real_split(suite, scenario, seed, train_y, test_y, pool)
 
     for module in (harness.suite, harness.tune.validation, harness.tune.command):
         monkeypatch.setattr(module, "load_dataset", load)
-    for module in (harness.run, harness.jobs):
-        monkeypatch.setattr(module, "make_split", split)
+    monkeypatch.setattr(harness.suite, "make_split", split)  # every split is made through Suite.split
     return splits
 
 

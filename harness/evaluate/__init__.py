@@ -8,6 +8,7 @@ being scored by the same evaluators.
 
 from harness.evaluate import (  # noqa: F401  (privacy evaluators)
     accuracy,
+    consistency,
     distribution,
     klom,
     mia_nn,

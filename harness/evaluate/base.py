@@ -57,14 +57,16 @@ class EvalContext:
     oracles: list[nn.Module]
     method: MethodSpec | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
-    # Runs the current method (same hyper-parameters) on another original/forget/retain; used by the
-    # per-example attacks, whose shadow models must be unlearned by the method under test.
-    unlearn: Callable[..., nn.Module] | None = None
+    # Runs the current method (same hyper-parameters) on another original/forget/retain and returns an
+    # ``harness.run.Unlearned`` (model and cost); used by the per-example attacks, whose shadow models must be
+    # unlearned by the method under test.
+    unlearn: Callable[..., Any] | None = None
     # How ``unlearn`` runs the method (harness/sandbox.py mode, or "off" in-process): part of
     # :meth:`method_runs_key`, so a run made without the sandbox is never reused as a sandboxed one.
     unlearn_sandbox: str = "off"
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
     results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/_examples/)
+    run_cpu_seconds: float = float("nan")  # what the evaluated run cost (CPU seconds; NaN: not a method run)
 
     def method_runs_key(self, bank_key: str) -> str:
         """Cache key of the method under test's runs on a bank of extra models (U-LiRA's shadows, KLoM's
@@ -94,6 +96,8 @@ class Evaluator:
     prepare: Callable[[EvalContext], None] | None = None
     # Validates the evaluator's options (defaults merged with the suite's table) before anything trains.
     check: Callable[[dict[str, Any]], None] | None = None
+    # False: a check of each run (e.g. the consistency check) whose numbers are all 'info' and never scored
+    scores: bool = True
 
     @property
     def scenarios(self) -> tuple[str, ...]:
@@ -101,9 +105,13 @@ class Evaluator:
         return tuple(k for k in ("random", "class") if self.metrics_for(k))
 
     def metrics_for(self, kind: str) -> tuple[MetricInfo, ...]:
-        """The metrics that can vary in a scenario of this kind (bookkeeping 'info' ones ride along)."""
-        scored = [m for m in self.metrics if kind in m.scenarios and m.direction != "info"]
-        return tuple(m for m in self.metrics if kind in m.scenarios) if scored else ()
+        """The metrics that can vary in a scenario of this kind (bookkeeping 'info' ones ride along).
+
+        A check (``scores=False``), whose metrics are all 'info', runs in every kind its metrics name."""
+        mine = tuple(m for m in self.metrics if kind in m.scenarios)
+        if not self.scores:
+            return mine
+        return mine if any(m.direction != "info" for m in mine) else ()
 
 
 EVALUATORS: dict[str, Evaluator] = {}
@@ -112,17 +120,20 @@ EVALUATORS: dict[str, Evaluator] = {}
 def register_evaluator(name: str, metrics: list[MetricInfo], per_method: bool = False, needs: tuple[str, ...] = (),
                        options: dict[str, Any] | None = None,
                        prepare: Callable[[EvalContext], None] | None = None,
-                       check: Callable[[dict[str, Any]], None] | None = None) -> Callable:
-    """Register ``fn(model, ctx) -> {metric: value}``; each metric declares where it can vary (``scenarios``)."""
+                       check: Callable[[dict[str, Any]], None] | None = None, scores: bool = True) -> Callable:
+    """Register ``fn(model, ctx) -> {metric: value}``; each metric declares where it can vary (``scenarios``).
+    ``scores=False`` registers a check: every metric is 'info' (asserted)."""
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"evaluator {name!r}: unknown needs {sorted(unknown)} (known: {', '.join(NEEDS)})")
+    if not scores and any(m.direction != "info" for m in metrics):
+        raise ValueError(f"evaluator {name!r}: a check (scores=False) declares only 'info' metrics")
 
     def decorate(fn: Callable) -> Callable:
         if name in EVALUATORS:
             raise ValueError(f"evaluator {name!r} is already registered")
         EVALUATORS[name] = Evaluator(name, fn, tuple(metrics), per_method, tuple(needs), dict(options or {}),
-                                     prepare, check)
+                                     prepare, check, scores)
         return fn
 
     return decorate

@@ -36,7 +36,7 @@ unlearned or retrained?": any global difference between the two models decided i
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +44,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from harness.cache import cache_key
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.hparams import config_hash
 from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
 from harness.protocol import ORACLE_METHOD
+from harness.results import examples_path
 from harness.results import write_examples as write_side_table
 from harness.shadow import ShadowBank, shadow_bank
 from harness.splits import stable_seed
@@ -182,34 +184,57 @@ def pool_signals(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> n
     return np.stack([logit_confidence(predict_logits(m, x), y).numpy() for m in models])
 
 
-def unlearned_shadow_signals(ctx: EvalContext, bank: ShadowBank) -> tuple[np.ndarray, float]:
-    """Run the method under test on every shadow (cached per method config and bank); signals on the pool."""
-    spec = ctx.method
-    data = ctx.data
+@dataclass(frozen=True)
+class BankRuns:
+    """The method under test run on every shadow original of a bank (its *audit runs*), as signals and costs.
+
+    One set of runs serves every per-method evaluator (U-LiRA, KLoM, the consistency check, ...): each costs no
+    method run of its own.
+    """
+
+    phi: np.ndarray  # [N, train] logit-scaled confidences of the unlearned shadows on the suite's train set
+    phi_test: np.ndarray  # [N, test] the same on the test set
+    cpu_seconds: np.ndarray  # [N] CPU time of each run (NaN for references, which run no method)
+    wall_seconds: np.ndarray  # [N]
+
+
+def method_bank_runs(ctx: EvalContext, bank: ShadowBank) -> BankRuns:
+    """Run the method under test on every shadow (cached per method configuration and bank)."""
+    spec, data = ctx.method, ctx.data
     if spec.name == ORACLE_METHOD:  # the reference's "unlearned" shadows are the retrained counterparts
-        return bank_signals(ctx, bank, "retrained"), 0.0
+        nan = np.full(len(bank), math.nan)
+        return BankRuns(bank_signals(ctx, bank, "retrained"), bank_signals(ctx, bank, "retrained", "test"), nan, nan)
     key = ctx.method_runs_key(bank.key)
 
     def compute() -> dict:
-        start = time.perf_counter()
-        models = []
-        for s in bank.shadows:
-            models.append(ctx.unlearn(s.original.model, torch.as_tensor(s.forget), torch.as_tensor(s.retain),
-                                      stable_seed("shadow-unlearn", s.index) % (2**31),
-                                      original_key=s.original.key))
-        phi = pool_signals(models, data.train_x, data.train_y)
-        return {"phi": torch.from_numpy(phi), "seconds": time.perf_counter() - start}
+        done = [ctx.unlearn(s.original.model, torch.as_tensor(s.forget), torch.as_tensor(s.retain),
+                            stable_seed("shadow-unlearn", s.index) % (2**31), original_key=s.original.key)
+                for s in bank.shadows]
+        models = [d.model for d in done]
+        return {"phi": torch.from_numpy(pool_signals(models, data.train_x, data.train_y)),
+                "phi_test": torch.from_numpy(pool_signals(models, data.test_x, data.test_y)),
+                "cpu_seconds": torch.tensor([d.cpu_seconds for d in done], dtype=torch.float64),
+                "wall_seconds": torch.tensor([d.wall_seconds for d in done], dtype=torch.float64)}
 
     payload = ctx.cache.get_or_compute("ulira-unlearned", key, compute,
                                        parts={"method": spec.name, "scenario": bank.scenario.name})
-    return payload["phi"].numpy(), float(payload["seconds"])
+    return BankRuns(payload["phi"].numpy(), payload["phi_test"].numpy(), payload["cpu_seconds"].numpy(),
+                    payload["wall_seconds"].numpy())
 
 
-def bank_signals(ctx: EvalContext, bank: ShadowBank, role: str) -> np.ndarray:
-    memo_key = ("ulira-bank-phi", bank.key, role)
+def unlearned_shadow_signals(ctx: EvalContext, bank: ShadowBank) -> tuple[np.ndarray, float]:
+    """The audit runs' signals on the train set and their total wall seconds (see :func:`method_bank_runs`)."""
+    runs = method_bank_runs(ctx, bank)
+    return runs.phi, float(np.nansum(runs.wall_seconds))
+
+
+def bank_signals(ctx: EvalContext, bank: ShadowBank, role: str, part: str = "train") -> np.ndarray:
+    """[N, n] signals of the bank's 'original' or 'retrained' models on the train or test set (memoised)."""
+    memo_key = ("ulira-bank-phi", bank.key, role, part)
     if memo_key not in ctx.memo:
-        logits = bank.logits(role, ctx.data.train_x, "train")
-        ctx.memo[memo_key] = np.stack([logit_confidence(z, ctx.data.train_y).numpy() for z in logits])
+        x, y = (ctx.data.train_x, ctx.data.train_y) if part == "train" else (ctx.data.test_x, ctx.data.test_y)
+        logits = bank.logits(role, x, part)
+        ctx.memo[memo_key] = np.stack([logit_confidence(z, y).numpy() for z in logits])
     return ctx.memo[memo_key]
 
 
@@ -219,16 +244,49 @@ def write_examples(ctx: EvalContext, name: str, frame: pd.DataFrame) -> None:
         write_side_table(ctx.results_root, ctx.suite.name, name, frame)
 
 
+RESULT_VERSION = "1"  # bump when a per-method evaluator's computation changes: it is part of the result keys
+
+
+def per_method_result(ctx: EvalContext, evaluator: str, bank: ShadowBank, options: dict,
+                      compute: Callable[[], dict]) -> dict:
+    """A per-method evaluator's result, computed once per (method configuration, bank, options) in the cache.
+
+    ``compute`` returns ``{"metrics": {...}, "tables": {name: DataFrame}}``. The prepare job computes it next to
+    the audit runs; every seed's row (in any worker) then only loads it. Side tables are written beside the rows
+    of the results folder being filled whenever they are missing there, so a warm cache still fills a new folder.
+    """
+    key = cache_key(runs=ctx.method_runs_key(bank.key), evaluator=evaluator, options=options,
+                    version=RESULT_VERSION)
+    memo_key = ("per-method-result", key)
+    if memo_key not in ctx.memo:
+        ctx.memo[memo_key] = ctx.cache.get_or_compute(f"{evaluator}-result", key, compute,
+                                                      parts={"method": ctx.method.name,
+                                                             "scenario": bank.scenario.name})
+    result = ctx.memo[memo_key]
+    if ctx.results_root is not None:
+        for name, table in result.get("tables", {}).items():
+            if not examples_path(ctx.results_root, ctx.suite.name, name).is_file():
+                write_side_table(ctx.results_root, ctx.suite.name, name, table)
+    return dict(result["metrics"])
+
+
 def _boot_metric(name: str, description: str) -> list[MetricInfo]:
     return [MetricInfo(f"{name}_boot_{end}", f"{description}: {end} end of the 95% bootstrap interval over shadow pairs",
                        direction="info") for end in ("lo", "hi")]
 
 
-def prepare_ulira(ctx: EvalContext) -> None:
-    """Run the method on every shadow now (cached), so the runs of every seed only read the result."""
+def prepare_bank_runs(ctx: EvalContext) -> None:
+    """Run the method on every shadow now (cached), so the runs of every seed only read the result; every
+    per-method evaluator that reads the audit runs shares this step."""
     if ctx.method is not None:
-        unlearned_shadow_signals(ctx, shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device,
-                                                  memo=ctx.memo))
+        method_bank_runs(ctx, shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device,
+                                          memo=ctx.memo))
+
+
+def prepare_ulira(ctx: EvalContext) -> None:
+    """The audit runs, then the attack on them (cached): a seed's row only loads the result."""
+    if ctx.method is not None:
+        evaluate_ulira(None, ctx)
 
 
 @register_evaluator("ulira", per_method=True, needs=("shadow-bank",), options=DEFAULTS, prepare=prepare_ulira,
@@ -244,7 +302,7 @@ def prepare_ulira(ctx: EvalContext) -> None:
     MetricInfo("ulira_n_shadows", "number of shadow models behind the U-LiRA values", direction="info",
                unit="count"),
 ])
-def evaluate_ulira(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
+def evaluate_ulira(model: nn.Module | None, ctx: EvalContext) -> dict[str, float]:
     """Scores ``ctx.method`` through its runs on the shadow bank; ``model`` (one seed's output) is not used."""
     del model
     if ctx.method is None:
@@ -252,21 +310,22 @@ def evaluate_ulira(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     opts = ctx.options("ulira")
     bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo)
     chash = config_hash(ctx.method.name, ctx.hparams)
-    memo_key = ("ulira", bank.key, ctx.method.name, chash, tuple(sorted(opts.items())))
-    if memo_key not in ctx.memo:
+
+    def compute() -> dict:
         phi, _ = unlearned_shadow_signals(ctx, bank)
         attack = lambda shuffle=None: ulira_attack(phi, bank.in_forget, bank.in_half, opts["variance"],
                                                    int(opts["min_count"]), float(opts["fpr"]), shuffle)
         result = attack()
         table = result.examples
-        write_examples(ctx, f"ulira-{ctx.split.scenario.name}-{ctx.method.name}-{chash}", table)
         draws = shadow_bootstrap(table["score"].to_numpy(), table["label"].to_numpy(), table["pair"].to_numpy(),
                                  int(opts["bootstrap"]))
         acc_lo, acc_hi = percentile_interval(draws["accuracy"])
         auc_lo, auc_hi = percentile_interval(draws["auc"])
-        ctx.memo[memo_key] = {"ulira_acc": result.accuracy, "ulira_auc": result.auc,
-                              "ulira_tpr_1fpr": result.tpr_at_fpr, "ulira_acc_boot_lo": acc_lo,
-                              "ulira_acc_boot_hi": acc_hi, "ulira_auc_boot_lo": auc_lo, "ulira_auc_boot_hi": auc_hi,
-                              "ulira_shuffle_acc": attack(stable_seed("ulira-shuffle") % 2**31).accuracy,
-                              "ulira_n_shadows": float(len(bank))}
-    return dict(ctx.memo[memo_key])
+        metrics = {"ulira_acc": result.accuracy, "ulira_auc": result.auc, "ulira_tpr_1fpr": result.tpr_at_fpr,
+                   "ulira_acc_boot_lo": acc_lo, "ulira_acc_boot_hi": acc_hi, "ulira_auc_boot_lo": auc_lo,
+                   "ulira_auc_boot_hi": auc_hi,
+                   "ulira_shuffle_acc": attack(stable_seed("ulira-shuffle") % 2**31).accuracy,
+                   "ulira_n_shadows": float(len(bank))}
+        return {"metrics": metrics, "tables": {f"ulira-{ctx.split.scenario.name}-{ctx.method.name}-{chash}": table}}
+
+    return per_method_result(ctx, "ulira", bank, opts, compute)

@@ -6,7 +6,9 @@ current setting (the suite's value, else the registered default, clipped into th
 ``TPESampler`` with a seed fixed per (method, kind), so a rerun asks for the same configurations). A trial
 runs the configuration on every validation (scenario, seed) of that kind through
 :func:`harness.runner.run_suite`, and scores the mean ``avg_gap`` over them; a run that fails, times out or
-returns an invalid model scores 100, the largest value ``avg_gap`` can take (every term is a percentage).
+returns an invalid model scores 100, the largest value ``avg_gap`` can take (every term is a percentage), and so
+does a run over ``BUDGET_MARGIN`` of the suite's compute budget (``[run] max_time_ratio``): every method is tuned
+under the same compute limit it is scored under.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVE = "avg_gap"
 FAILED_SCORE = 100.0  # avg_gap's maximum: a failed run is worse than any run that returned a model
+BUDGET_MARGIN = 0.9  # a trial must stay within this share of the suite's compute budget (max_time_ratio)
 
 
 @dataclass
@@ -111,10 +114,21 @@ def evaluate(spec: MethodSpec, suite: ValidationSuite, kind: str, params: dict[s
     return float(sum(scores) / len(scores)), rows
 
 
+def within_tuning_budget(row: dict[str, Any]) -> bool:
+    """A validation run within ``BUDGET_MARGIN`` of the suite's compute budget (always, without a budget).
+
+    Tuning selects with a margin below the budget so that a chosen setting does not cross it on the scored seeds
+    (a run's CPU time varies by a few percent between tasks of the same size)."""
+    budget, ratio = row.get("time_budget"), row.get("time_ratio")
+    if not (isinstance(budget, float) and math.isfinite(budget)):
+        return True
+    return isinstance(ratio, float) and math.isfinite(ratio) and ratio <= BUDGET_MARGIN * budget
+
+
 def _score(row: dict[str, Any]) -> float:
     value = row.get(OBJECTIVE)
     ok = row.get("status") == "ok" and isinstance(value, float) and math.isfinite(value)
-    return float(value) if ok else FAILED_SCORE
+    return float(value) if ok and within_tuning_budget(row) else FAILED_SCORE
 
 
 def _mean(values: list[Any]) -> float:
