@@ -1,53 +1,102 @@
-"""Cost of adding one plugin method to a finished suite, against the cost of the suite itself.
+"""What one more method costs on a finished suite, and where its time goes, against the cold suite itself.
 
-Runs the suite cold (fresh folders), then the same command with ``--plugin examples/my_method.py`` (a
-tiny inline plugin if that example is absent): only the new method's runs execute, reusing every cached
-original, oracle and shadow model.
+Runs the suite cold (fresh results and cache folders, a pool of ``--jobs`` workers) and then the same command with
+``--plugin examples/my_method.py``: only the new method's runs execute, on every cached original, oracle and shadow
+model. Both are measured in this one run, one after the other, with the machine's load printed. For the added
+method the table breaks its time down: the job seconds of its audit runs on the shadow bank (``prepare``: the
+method's runs plus the per-method evaluators U-LiRA, KLoM and the consistency check's audit side) and of its
+scored run groups; inside those, the CPU time of the method's own runs (scored and audit, measured by the harness)
+and each evaluator's seconds on the scored runs (the rows' ``evaluator_seconds``); the rest of the wall time is
+start-up (interpreter, torch, the plugin's sandbox, model loads) and cores left idle.
 
-    python bench/plugin_cost.py [--suite fmnist-quick] [--methods a,b]
+    python bench/plugin_cost.py [--suite fmnist-quick] [--jobs auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, hardware, run_cli, table
+import pandas as pd
+import torch
+from _common import ROOT, hardware, table
+from suite_cost import RUNNER, CoreSampler
 
-INLINE_PLUGIN = '''
-from harness import register_method
-from harness.train import cross_entropy_loss, optimize, sgd
+PLUGIN_RUNNER = RUNNER.replace("options = RunOptions(", "options = RunOptions(plugins=sys.argv[5:], ")
 
 
-@register_method("bench-inline-finetune", scenarios=("random", "class"), needs_retain=True)
-def bench_inline_finetune(task, *, lr: float = 0.01, epochs: int = 1):
-    """One epoch of fine-tuning on the retain set (bench fallback plugin)."""
-    model = task.model
-    optimize(model, sgd(model, lr), task.retain_loader(batch_size=128), cross_entropy_loss)
-    return model.eval()
-'''
+def timed_run(suite: str, results: Path, cache: Path, jobs: str, plugins: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    load = os.getloadavg()[0]
+    sampler = CoreSampler(0.5)
+    sampler.start()
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PLUGIN_RUNNER, suite, str(results), str(cache), jobs, *plugins],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    busy, idle = sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the suite run failed:\n{proc.stderr[-3000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("STAGES "))
+    return {**json.loads(line[len("STAGES "):]), "process_wall": wall, "busy": busy, "idle_share": idle,
+            "load": load}
+
+
+def audit_cpu_seconds(cache: Path, method: str) -> float:
+    """CPU seconds of the method's audit runs, from the cached runs of every scenario."""
+    total = 0.0
+    for meta in (cache / "ulira-unlearned").glob("*.json"):
+        if json.loads(meta.read_text()).get("parts", {}).get("method") == method:
+            payload = torch.load(meta.with_suffix(".pt"), weights_only=False)
+            total += float(payload["cpu_seconds"].sum())
+    return total
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="fmnist-quick")
-    parser.add_argument("--methods", default="", help="the suite's methods (default: its full list)")
+    parser.add_argument("--jobs", default="auto")
+    parser.add_argument("--plugin", default=str(ROOT / "examples" / "my_method.py"))
     args = parser.parse_args()
-    print(f"# {args.suite}: adding one plugin vs the suite, {time.strftime('%Y-%m-%d %H:%M')}\n# {hardware()}")
+    print(f"# {args.suite}: one added plugin method vs the cold suite, --jobs {args.jobs}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}\n# {hardware()}")
     with tempfile.TemporaryDirectory() as tmp:
-        plugin = ROOT / "examples" / "my_method.py"
-        if not plugin.is_file():
-            plugin = Path(tmp, "inline_plugin.py")
-            plugin.write_text(INLINE_PLUGIN)
-        base = ["run", "--suite", args.suite, "--results", str(Path(tmp, "results")), "--cache-dir",
-                str(Path(tmp, "cache")), "--no-progress"]
-        suite_s = run_cli(base + (["--methods", args.methods] if args.methods else []))
-        plugin_s = run_cli(base + ["--plugin", str(plugin)] + (["--methods", args.methods] if args.methods else []))
-    print(f"# plugin: {plugin.relative_to(ROOT) if plugin.is_relative_to(ROOT) else 'inline fallback'}")
-    print(table(["step", "seconds", "ratio to suite"],
-                [["suite, cold", suite_s, 1.0], ["+ one plugin method", plugin_s, plugin_s / suite_s]]))
+        results, cache = Path(tmp, "results"), Path(tmp, "cache")
+        suite = timed_run(args.suite, results, cache, args.jobs, [])
+        added = timed_run(args.suite, results, cache, args.jobs, [args.plugin])
+        rows = pd.read_parquet(results / args.suite)
+        plugin_rows = rows[rows["method_kind"] == "plugin"]
+        method = str(plugin_rows["method"].iloc[0])
+        audit = audit_cpu_seconds(cache, method)
+    evaluators: dict[str, float] = {}
+    for text in plugin_rows["evaluator_seconds"].dropna():
+        for name, seconds in json.loads(text).items():
+            evaluators[name] = evaluators.get(name, 0.0) + seconds
+    ratio = added["process_wall"] / suite["process_wall"]
+    print(table(["step", "wall s", "ratio to the cold suite", "cores busy", "time with an idle core", "rows",
+                 "load at start"],
+                [["suite, cold", suite["process_wall"], 1.0, suite["busy"], suite["idle_share"], suite["rows"],
+                  suite["load"]],
+                 [f"+ {method} (warm cache)", added["process_wall"], ratio, added["busy"], added["idle_share"],
+                  added["rows"], added["load"]]]))
+    parts = [["prepare jobs (audit runs + per-method evaluators), job s", added.get("prepare", 0.0)],
+             ["run-group jobs (scored runs + evaluators), job s", added.get("runs", 0.0)],
+             ["  the method's audit runs, CPU s", audit],
+             ["  the method's scored runs, CPU s", float(plugin_rows["cpu_time_s"].sum())],
+             *[[f"  evaluator {name} on the scored runs, s", seconds]
+               for name, seconds in sorted(evaluators.items(), key=lambda kv: -kv[1])],
+             ["start-up (interpreter, torch, sandbox, loads) and idle cores, wall s",
+              added["process_wall"] - (added.get("prepare", 0.0) + added.get("runs", 0.0)) / max(
+                  1, os.cpu_count() or 1)]]
+    print(table(["where the added method's time goes", "seconds"], parts))
+    print(f"adding one method: {ratio:.3f}x the cold suite ({added['process_wall']:.1f} s vs "
+          f"{suite['process_wall']:.1f} s)")
 
 
 if __name__ == "__main__":

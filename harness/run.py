@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from harness.artifacts import TrainedModel, get_oracle, get_original
-from harness.cache import ArtifactCache
+from harness.cache import ArtifactCache, cache_key
 from harness.evaluate import EvalContext, MetricInfo, get_evaluator
+from harness.evaluate.base import EVALUATION_VERSION
 from harness.evaluate.consistency import consistency_columns
 from harness.execution import (
     InvalidOutput,
@@ -123,16 +124,28 @@ class SeedContext:
                                 original_key=original_key)
 
     def oracle_metrics(self) -> list[dict[str, float]]:
-        """Each oracle's metrics, evaluated as the retrain reference against the *other* oracles."""
+        """Each oracle's metrics, evaluated as the retrain reference against the *other* oracles.
+
+        The per-run evaluators' values are stored in the artifact cache per (split, original, oracles, evaluation
+        settings), so every run group of the split -- the suite's and, later, one more method's -- computes them
+        once; the per-method evaluators (the retrain row's U-LiRA, KLoM) are cached by their own keys and also
+        write their side tables into the results folder being filled.
+        """
         if self._oracle_metrics is None:
-            # memoised per process: repeated runs on one split (`unlearn-bench tune` trials) reuse them
             key = ("oracle-metrics", self.split.hash, self.data.fingerprint, self.original.key,
                    tuple(o.key for o in self.oracles), json.dumps(self.suite.evaluate, sort_keys=True, default=str))
-            if key not in self.memo:
+            if key not in self.memo:  # memoised per process too: `unlearn-bench tune` trials reuse them
                 spec = get_method(ORACLE_METHOD)
                 models = [o.model for o in self.oracles]
-                self.memo[key] = [evaluate_model(model, self.eval_context(spec, {}, models[:k] + models[k + 1:]))
-                                  for k, model in enumerate(models)]
+                out = []
+                for k, model in enumerate(models):
+                    ctx = self.eval_context(spec, {}, models[:k] + models[k + 1:])
+                    stored = self.cache.get_or_compute(
+                        "oracle-metrics", cache_key(parts=key, oracle=k, version=EVALUATION_VERSION),
+                        lambda: evaluate_model(model, ctx, per_method=False),  # noqa: B023 - called at once
+                        parts={"suite": self.suite.name, "scenario": self.split.scenario.name, "seed": self.seed})
+                    out.append({**stored, **evaluate_model(model, ctx, per_method=True)})
+                self.memo[key] = out
             self._oracle_metrics = self.memo[key]
         return self._oracle_metrics
 
@@ -187,8 +200,10 @@ class EvaluatorFailure(RuntimeError):
     """An evaluator raised on a run (harness or evaluator bug, not a method fault): the row is ``failed``."""
 
 
-def evaluate_model(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
-    """The suite's evaluators' metrics that can vary in this scenario kind.
+def evaluate_model(model: nn.Module, ctx: EvalContext, per_method: bool | None = None,
+                   seconds: dict[str, float] | None = None) -> dict[str, float]:
+    """The suite's evaluators' metrics that can vary in this scenario kind (only the per-method evaluators, or
+    only the others, when ``per_method`` says so); ``seconds`` collects each evaluator's time.
 
     A method fault inside an evaluator's shadow runs propagates as :class:`MethodFault`; any other exception
     becomes :class:`EvaluatorFailure` naming the evaluator, which the runner records as a failed row.
@@ -198,8 +213,9 @@ def evaluate_model(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     for name in ctx.suite.evaluators:
         evaluator = get_evaluator(name)
         wanted = {m.name for m in evaluator.metrics_for(kind)}
-        if not wanted:
+        if not wanted or (per_method is not None and evaluator.per_method != per_method):
             continue
+        start = time.perf_counter()
         try:
             values = evaluator.fn(model, ctx)
         except MethodFault:
@@ -207,6 +223,8 @@ def evaluate_model(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         except Exception as exc:
             raise EvaluatorFailure(f"evaluator {name!r} failed: {_format_exception(exc)}") from exc
         metrics.update({k: float(v) for k, v in values.items() if k in wanted})
+        if seconds is not None:
+            seconds[name] = time.perf_counter() - start
     return metrics
 
 
@@ -312,16 +330,19 @@ def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
         row.update(evidence.columns())
         if evidence.reason:
             return _failed(row, "invalid", evidence.reason, wall)
+    seconds: dict[str, float] = {}
     try:
         if is_oracle:  # the mean of the K oracles, each scored against the others
             metrics = oracle_targets(ctx.oracle_metrics())
         else:
-            metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams, run_cpu_seconds=done.cpu_seconds))
+            metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams, run_cpu_seconds=done.cpu_seconds),
+                                     seconds=seconds)
     except MethodFault as exc:  # a shadow run of the same method (U-LiRA, MIA-NN) failed
         return _failed(row, exc.status, f"in a shadow run for an evaluator: {exc}", time.perf_counter() - start)
     except EvaluatorFailure as exc:
         return _failed(row, "failed", str(exc), time.perf_counter() - start)
     row.update(metrics)
+    row["evaluator_seconds"] = json.dumps({k: round(v, 4) for k, v in seconds.items()}, sort_keys=True)
     row.update(consistency_columns(metrics))
     row.update(gaps(metrics, ctx, is_reference=is_oracle))
     row.update(_noop(model, ctx))

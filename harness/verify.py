@@ -57,7 +57,7 @@ ENVIRONMENT_COLUMNS = ("created_at", "git_sha", "packages", "hardware", "device"
                        "wall_time_s", "time_ratio", "oracle_train_s", "row_hash", "schema_version", "error",
                        "metric_meta", "suite_definition", "tampered", "tuning_budget", "tuning_trials", "tuned_on",
                        "tuning_at_bound", "cpu_time_s", "oracle_cpu_s", "time_budget", "over_budget", "limits",
-                       "grade",
+                       "grade", "evaluator_seconds",
                        # the consistency check's time statistic (and so its flag) depends on how fast the runs went
                        "consistency_time_ratio", "consistency_time_p", "consistency_flag", "inconsistent",
                        "consistency_evidence")

@@ -11,11 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from scipy.stats import wasserstein_distance
 
 from harness.evaluate.base import check_evaluation
-from harness.evaluate.klom import auto_bins, binned_kl, bootstrap_weights, set_samples, w1_distance
+from harness.evaluate.klom import (
+    auto_bins,
+    binned_kl,
+    bootstrap_draws,
+    example_draws,
+    set_samples,
+    w1_distance,
+)
 from harness.evaluate.ulira import logit_confidence
 from harness.results import EXAMPLES_DIR
 from harness.shadow import shadow_bank
@@ -130,14 +136,15 @@ def test_samples_come_from_the_right_shadows(digits_suite, session_cache):
         assert not set(pairs[used]) & set(pairs[sets[name].references.any(0)])
 
 
-def test_bootstrap_draws_whole_pairs_with_a_fixed_seed(digits_suite, session_cache):
-    data = digits_suite.load_data()
-    bank = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("class-3"), torch.device("cpu"))
-    weights = bootstrap_weights(bank, 50)
-    assert weights.shape == (50, len(bank))
-    assert (weights[:, 0::2] == weights[:, 1::2]).all()  # both shadows of a pair together
-    assert np.allclose(weights.sum(1), len(bank))  # as many pairs drawn as there are
-    assert np.array_equal(weights, bootstrap_weights(bank, 50))  # paired across methods: the same draws
+def test_bootstrap_resamples_examples_the_same_way_for_every_method():
+    assert np.array_equal(example_draws(30, 5), example_draws(30, 5))  # paired across methods
+    values = np.arange(101, dtype=float)
+    draws = bootstrap_draws({"m": values, "n": values + 1}, 400)
+    m = draws.loc[draws["metric"] == "m", "value"].to_numpy()
+    n = draws.loc[draws["metric"] == "n", "value"].to_numpy()
+    assert np.allclose(n - m, 1.0)  # the same examples in draw k: the paired difference is exact
+    lo, hi = np.percentile(m, [2.5, 97.5])
+    assert lo < 50 < hi and hi - lo < 30  # around the median of 0..100, with the spread of a median of 101
 
 
 @pytest.mark.parametrize("table, message", [

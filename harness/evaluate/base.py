@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from harness.suite import Suite, SuiteData
 
 
+# Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an
+# evaluator's computation changes, so cached results from before are recomputed, not reused.
+EVALUATION_VERSION = "1"
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     """What a metric means: ``direction`` is 'match-oracle', 'higher' or 'lower' (is better), or 'info'

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from harness.cache import cache_key
-from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
 from harness.hparams import config_hash
 from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
 from harness.protocol import ORACLE_METHOD
@@ -244,9 +244,6 @@ def write_examples(ctx: EvalContext, name: str, frame: pd.DataFrame) -> None:
         write_side_table(ctx.results_root, ctx.suite.name, name, frame)
 
 
-RESULT_VERSION = "1"  # bump when a per-method evaluator's computation changes: it is part of the result keys
-
-
 def per_method_result(ctx: EvalContext, evaluator: str, bank: ShadowBank, options: dict,
                       compute: Callable[[], dict]) -> dict:
     """A per-method evaluator's result, computed once per (method configuration, bank, options) in the cache.
@@ -256,7 +253,7 @@ def per_method_result(ctx: EvalContext, evaluator: str, bank: ShadowBank, option
     of the results folder being filled whenever they are missing there, so a warm cache still fills a new folder.
     """
     key = cache_key(runs=ctx.method_runs_key(bank.key), evaluator=evaluator, options=options,
-                    version=RESULT_VERSION)
+                    version=EVALUATION_VERSION)
     memo_key = ("per-method-result", key)
     if memo_key not in ctx.memo:
         ctx.memo[memo_key] = ctx.cache.get_or_compute(f"{evaluator}-result", key, compute,
