@@ -1,5 +1,8 @@
 """Scores of a membership attack and their uncertainty: pure NumPy, no torch (the leaderboard imports it).
 
+Also the per-example Gaussian fits that the shadow-bank attacks (U-LiRA, the unlearned-vs-retrained class
+attack) score with.
+
 An attack produces one score per attacked (shadow model, example) pair; ``label`` is 1 where the example
 was forgotten by that shadow and 0 where the shadow never saw it. The summary numbers are balanced accuracy
 at score 0 (likelihood ratio 1), ROC AUC and TPR at a low FPR, in percent.
@@ -20,6 +23,40 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 LEVEL = 0.95
+VARIANCES = ("global", "per-example")
+
+
+def normal_logpdf(v: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    return -0.5 * (np.log(2 * np.pi * var) + (v - mean) ** 2 / var)
+
+
+def fit_example_gaussians(values: np.ndarray, examples: np.ndarray, n_examples: int, variance: str = "global",
+                          min_count: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-example means (population mean where an example has none), variances and observation counts.
+
+    ``values[j]`` is an observation of example ``examples[j]`` (ids in 0..n_examples-1). ``variance``: "global"
+    pools the within-example variance over examples; "per-example" uses an example's own variance where it has
+    at least ``min_count`` observations.
+    """
+    count = np.bincount(examples, minlength=n_examples).astype(float)
+    total = np.bincount(examples, weights=values, minlength=n_examples)
+    pop_mean = values.mean() if len(values) else 0.0
+    mean = np.where(count > 0, total / np.maximum(count, 1), pop_mean)
+    resid = values - mean[examples]
+    sq = np.bincount(examples, weights=resid**2, minlength=n_examples)
+    dof = count.sum() - (count > 0).sum()
+    # Pooled within-example variance; the population variance when no example has two observations.
+    global_var = sq.sum() / dof if dof > 0 else (values.var() if len(values) > 1 else 1.0)
+    global_var = max(float(global_var), 1e-6)
+    var = np.full(n_examples, global_var)
+    if variance == "per-example":
+        own = sq / np.maximum(count - 1, 1)
+        var = np.where(count >= min_count, np.maximum(own, 1e-6), global_var)
+    elif variance != "global":
+        raise ValueError(f"variance must be 'global' or 'per-example', got {variance!r}")
+    # An example without observations falls back to the population: its spread includes the between-example one.
+    var = np.where(count > 0, var, max(float(values.var()) if len(values) > 1 else global_var, global_var))
+    return mean, var, count
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,17 @@ its direction and the scenario kinds where it can vary; the headlines (AMUN's ``
 being scored by the same evaluators.
 """
 
-from harness.evaluate import (  # noqa: F401  (privacy evaluators)
+from harness.evaluate import (  # noqa: F401  (privacy evaluators; kodge_mia, unlearned_vs_retrained: paper-comparable)
     accuracy,
     consistency,
     distribution,
     klom,
+    kodge_mia,
     mia_nn,
     rmia,
     salun_mia,
     ulira,
+    unlearned_vs_retrained,
 )
 from harness.evaluate.base import (
     EVALUATORS,

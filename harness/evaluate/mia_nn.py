@@ -7,8 +7,9 @@ Class scenarios only. Forget class u.
 1. Neighbour class n(u) = argmax_{k≠u} of the mean probability the shadow bank's *retrained* models (never
    trained on class u) give class k on the forget-class train images. These models are disjoint from the
    oracle the runner compares against. ``neighbours = m`` keeps the top m classes.
-2. Features of the evaluated model M: ``features = "logits"`` (default), ``"softmax"``, or ``"compact"``
-   ([p(n(u)), top-1 and top-2 probability, entropy]).
+2. Features of the evaluated model M: ``features = "softmax"`` (default; raw logits left the SVM nearly blind
+   on fmnist-quick), ``"logits"``, ``"compact"`` ([p(n(u)), top-1 and top-2 probability, entropy]) or
+   ``"neighbour"`` (only the neighbour classes' probabilities, one column per neighbour).
 3. ``variant = "member-rate"`` (default): an RBF SVM (C = 3, gamma = 'auto', as SalUn) learns M's members
    vs non-members on the neighbour class(es) (train images labelled 1, test images 0), then
    ``mia_nn`` = % of forget-class test images it calls member, ``mia_nn_train`` the same on forget-class
@@ -20,6 +21,8 @@ Class scenarios only. Forget class u.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -27,10 +30,13 @@ from sklearn.svm import SVC
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.names import did_you_mean
 from harness.shadow import shadow_bank
 from harness.train import predict_logits
 
 DEFAULTS = {"variant": "member-rate", "features": "softmax", "neighbours": 1, "C": 3.0, "gamma": "auto"}
+FEATURES = ("softmax", "logits", "compact", "neighbour")
+VARIANTS = ("member-rate", "discriminate")
 
 
 def features(logits: torch.Tensor, kind: str, neighbour: list[int]) -> np.ndarray:
@@ -43,7 +49,19 @@ def features(logits: torch.Tensor, kind: str, neighbour: list[int]) -> np.ndarra
         top = probs.topk(2, dim=1).values
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1, keepdim=True)
         return torch.cat([probs[:, neighbour].sum(1, keepdim=True), top, entropy], 1).numpy()
-    raise ValueError(f"mia_nn features must be 'logits', 'softmax' or 'compact', got {kind!r}")
+    if kind == "neighbour":
+        return probs[:, neighbour].numpy()
+    raise ValueError(f"mia_nn: unknown features {kind!r}{did_you_mean(str(kind), FEATURES)}")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Validate ``[evaluate.mia_nn]`` values before anything trains."""
+    for key, known in (("variant", VARIANTS), ("features", FEATURES)):
+        if options.get(key) not in known:
+            raise ValueError(f"unknown {key} {options.get(key)!r}{did_you_mean(str(options.get(key)), known)}")
+    m = options.get("neighbours")
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise ValueError(f"neighbours must be a positive integer, got {m!r}")
 
 
 def neighbour_classes(retrained_logits: torch.Tensor, forget_class: int, m: int = 1) -> list[int]:
@@ -68,7 +86,7 @@ def discriminate(model_f: np.ndarray, retrained_f: np.ndarray, C: float, gamma, 
     return float(100.0 * cross_val_score(SVC(C=C, gamma=gamma, kernel="rbf"), x, y, cv=folds).mean())
 
 
-@register_evaluator("mia_nn", needs=("shadow-bank",), options=DEFAULTS, metrics=[
+@register_evaluator("mia_nn", needs=("shadow-bank",), options=DEFAULTS, check=check_options, metrics=[
     MetricInfo("mia_nn", "MIA-NN on forget-class test images (member-rate %, or the discriminator's accuracy)",
                reconstructed=True, scenarios=("class",), privacy=True, axis="privacy"),
     MetricInfo("mia_nn_train", "MIA-NN on forget-class train images", reconstructed=True, scenarios=("class",), privacy=True),

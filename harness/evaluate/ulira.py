@@ -47,7 +47,13 @@ from torch import nn
 from harness.cache import cache_key
 from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
 from harness.hparams import config_hash
-from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
+from harness.membership import (
+    fit_example_gaussians,
+    normal_logpdf,
+    percentile_interval,
+    shadow_bootstrap,
+    summarize_attack,
+)
 from harness.protocol import ORACLE_METHOD
 from harness.results import examples_path
 from harness.results import write_examples as write_side_table
@@ -72,34 +78,6 @@ class AttackResult:
     auc: float  # percent
     tpr_at_fpr: float  # percent
     examples: pd.DataFrame  # one row per attacked (shadow, example, hypothesis)
-
-
-def _normal_logpdf(v: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    return -0.5 * (np.log(2 * np.pi * var) + (v - mean) ** 2 / var)
-
-
-def _fit(values: np.ndarray, examples: np.ndarray, n_examples: int, variance: str, min_count: int
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-example means (population mean where an example has none), variances and observation counts."""
-    count = np.bincount(examples, minlength=n_examples).astype(float)
-    total = np.bincount(examples, weights=values, minlength=n_examples)
-    pop_mean = values.mean() if len(values) else 0.0
-    mean = np.where(count > 0, total / np.maximum(count, 1), pop_mean)
-    resid = values - mean[examples]
-    sq = np.bincount(examples, weights=resid**2, minlength=n_examples)
-    dof = count.sum() - (count > 0).sum()
-    # Pooled within-example variance; the population variance when no example has two observations.
-    global_var = sq.sum() / dof if dof > 0 else (values.var() if len(values) > 1 else 1.0)
-    global_var = max(float(global_var), 1e-6)
-    var = np.full(n_examples, global_var)
-    if variance == "per-example":
-        own = sq / np.maximum(count - 1, 1)
-        var = np.where(count >= min_count, np.maximum(own, 1e-6), global_var)
-    elif variance != "global":
-        raise ValueError(f"ulira variance must be 'global' or 'per-example', got {variance!r}")
-    # An example without observations falls back to the population: its spread includes the between-example one.
-    var = np.where(count > 0, var, max(float(values.var()) if len(values) > 1 else global_var, global_var))
-    return mean, var, count
 
 
 def _labelled(pos_mask: np.ndarray, neg_mask: np.ndarray, values: np.ndarray
@@ -163,12 +141,12 @@ def ulira_attack(phi: np.ndarray, in_forget: np.ndarray, in_half: np.ndarray, va
     for i in range(n):
         keep = pairs[o_s] != pairs[i]
         sel_in, sel_out = keep & fit_labels, keep & ~fit_labels
-        mu_in, var_in, c_in = _fit(o_v[sel_in], o_e[sel_in], m, variance, min_count)
-        mu_out, var_out, c_out = _fit(o_v[sel_out], o_e[sel_out], m, variance, min_count)
+        mu_in, var_in, c_in = fit_example_gaussians(o_v[sel_in], o_e[sel_in], m, variance, min_count)
+        mu_out, var_out, c_out = fit_example_gaussians(o_v[sel_out], o_e[sel_out], m, variance, min_count)
         target = t_s == i
         e = t_e[target]
-        score[target] = (_normal_logpdf(t_v[target], mu_in[e], var_in[e])
-                         - _normal_logpdf(t_v[target], mu_out[e], var_out[e]))
+        score[target] = (normal_logpdf(t_v[target], mu_in[e], var_in[e])
+                         - normal_logpdf(t_v[target], mu_out[e], var_out[e]))
         n_in[target], n_out[target] = c_in[e], c_out[e]
     summary = summarize_attack(score, t_l, fpr)
     examples = pd.DataFrame({"shadow": t_s.astype(np.int32), "pair": pairs[t_s].astype(np.int32),
