@@ -71,7 +71,15 @@ def neighbour_classes(retrained_logits: torch.Tensor, forget_class: int, m: int 
     return mean.topk(m).indices.tolist()
 
 
-def member_rate(train_f: np.ndarray, test_f: np.ndarray, targets: list[np.ndarray], C: float, gamma) -> list[float]:
+def member_rate(train_f: np.ndarray, test_f: np.ndarray, targets: list[np.ndarray], C: float, gamma,
+                seed: int = 0) -> list[float]:
+    """% of each target set an SVM fitted on members (1) vs non-members (0) calls member. The larger side is
+    subsampled (seeded) to the smaller one's size: with unequal sides the SVM's prior decides, not the features
+    (measured: 125 members against 200 non-members sent the original and the oracle both to 0 on fmnist-quick)."""
+    rng = np.random.default_rng(seed)
+    n = min(len(train_f), len(test_f))
+    train_f = train_f[np.sort(rng.permutation(len(train_f))[:n])]
+    test_f = test_f[np.sort(rng.permutation(len(test_f))[:n])]
     x = np.concatenate([train_f, test_f])
     y = np.concatenate([np.ones(len(train_f)), np.zeros(len(test_f))])
     clf = SVC(C=C, gamma=gamma, kernel="rbf").fit(x, y)
