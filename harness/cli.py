@@ -134,9 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one suite, by name or suite-file path (default: every suite with results)")
     board.add_argument("--results", type=Path, default=Path("results"))
     board.add_argument("--out", type=Path, default=Path("site"), help="output folder (default ./site)")
-    board.add_argument("--sort", default="avg_gap", help="metric to rank by (default avg_gap)")
+    board.add_argument("--rank-by", "--sort", dest="rank_by", default="pareto", metavar="pareto|METRIC",
+                       help="pareto (default): Pareto fronts over (utility, privacy), each judged against the "
+                            "retrain floor; or a metric to rank by as before, e.g. avg_gap (--sort is an alias)")
     board.add_argument("--quiet", action="store_true", help="write files without printing the summary")
-    board.add_argument("--markdown", action="store_true", help="print the full Markdown instead of the summary")
+    output = board.add_mutually_exclusive_group()
+    output.add_argument("--markdown", action="store_true", help="print the full Markdown instead of the summary")
+    output.add_argument("--json", action="store_true",
+                        help="print the leaderboard as JSON (entries, both axes, verdicts, ranks, agreement)")
     board.add_argument("--verified-only", action="store_true",
                        help="leave out rows that fail the integrity checks (default: show them, unranked)")
     board.add_argument("--data-root", default=None, help="folder with the dataset files (for the integrity checks)")
@@ -312,14 +317,17 @@ def _suite_settings(suite_hp: dict, name: str, kinds: tuple[str, ...]) -> list[s
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from leaderboard.json_out import to_json
     from leaderboard.markdown import render_markdown
     from leaderboard.render import build_boards, write_leaderboards
     from leaderboard.terminal import summary
 
-    boards = build_boards(args.results, args.suite, sort=args.sort, verified_only=args.verified_only,
+    boards = build_boards(args.results, args.suite, sort=args.rank_by, verified_only=args.verified_only,
                           data_root=args.data_root)
     written = write_leaderboards(boards, args.out)
-    if args.markdown:
+    if args.json:
+        print(to_json(boards))
+    elif args.markdown:
         print("\n".join(render_markdown(b) for b in boards))
     elif not args.quiet:
         print(summary(boards, written))

@@ -3,23 +3,38 @@
 An *entry* is a method with one hyper-parameter configuration (``config_hash``); two configurations of
 one method are two entries, labelled ``method [hash]``. Rows that failed are counted per entry, never
 averaged; rows that fail the integrity checks form separate, unranked entries marked unverified; entries
-whose runs mostly returned the original (``noop``) are labelled no-op and not ranked. Each ranked entry gets a
-verdict against the ``retrain`` floor row (``leaderboard.verdicts``); rankings across scenarios are in
-``leaderboard.overall``, and ``leaderboard.board`` puts a suite's scenarios together.
+whose runs mostly returned the original (``noop``), ran over the time budget or were inconsistent
+(``leaderboard.marks``) are shown and not ranked. Each ranked entry gets a verdict on the ranking metric against
+the ``retrain`` floor row (``leaderboard.verdicts``); the two axes (utility, privacy) are in ``leaderboard.axes``,
+rankings across scenarios in ``leaderboard.overall`` / ``leaderboard.overall_pareto``, and ``leaderboard.board``
+puts a suite's scenarios together.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from harness.membership import percentile_interval
-from harness.names import did_you_mean
-from harness.protocol import ORACLE_METHOD
+from harness.protocol import ACCURACY_TERMS, ORACLE_METHOD
+from leaderboard.marks import INCONSISTENT, NOOP_SHARE, OVER_BUDGET, entry_flags, unranked
+from leaderboard.metrics import (
+    HEADLINES,
+    RUNTIME,
+    Metric,
+    SortKey,
+    metric_meta,
+    per_method,
+    scenario_kind,
+    scored,
+    sort_key,
+    value_columns,
+)
+from leaderboard.provenance import provenance
 from leaderboard.shadows import (
     N_BOOT,
     ShadowTables,
@@ -34,113 +49,12 @@ from leaderboard.verdicts import FLOOR, NO_OP, NOT_TESTED, Verdict, seed_verdict
 from leaderboard.verification import entry_recheck
 
 ORACLE = ORACLE_METHOD
-RUNTIME = ("time_ratio", "wall_time_s")  # lower is better; not part of metric_meta
-HEADLINES = ("avg_gap", "avg_gap_rmia", "utility_gap")  # mean gaps to the oracles (harness.protocol); lower is better
 NOT_OK = ("failed", "timeout", "invalid", "unreadable")
 HASH_CHARS = 6
 RECONSTRUCTED_METHOD_MARK = " (reconstructed)"  # after the entry label of a method registered reconstructed=True
-NOOP_SHARE = 0.5  # an entry is a no-op when more than this share of its successful seeds are
-UNSANDBOXED = {"none": "no sandbox", "off": "no isolation (--no-isolation)"}
-
-
-@dataclass(frozen=True)
-class Metric:
-    """What the results say about one metric column (from the rows' ``metric_meta``)."""
-
-    name: str
-    direction: str = "match-oracle"  # 'match-oracle' | 'higher' | 'lower'
-    in_avg_gap: bool = False
-    reconstructed: bool = False
-    unit: str = ""
-    evaluator: str = ""
-    per_method: bool = False  # one value per method configuration (shadow-bank attacks), shared by all seeds
-    scenarios: tuple[str, ...] = ("random", "class")  # scenario kinds where the metric is meaningful
-    headline: bool = False  # a mean of gaps (avg_gap, avg_gap_rmia): its own column, no gap_ column
-    description: str = ""
-    privacy: bool = False  # a membership-inference / forgetting-evidence metric (its evaluator says so)
-
-
-@dataclass(frozen=True)
-class SortKey:
-    """The column entries are ranked by, and whether lower values are better."""
-
-    requested: str
-    column: str
-    lower_is_better: bool
-
-    @property
-    def description(self) -> str:
-        how = "lower is better" if self.lower_is_better else "higher is better"
-        via = f" (its gap to the oracle, {self.column})" if self.column != self.requested else ""
-        return f"{self.requested}{via}, {how}"
-
-    @property
-    def is_gap(self) -> bool:
-        """A distance to the oracles, so the floor row's value is the margin of practical equivalence."""
-        return self.column in HEADLINES or self.column.startswith("gap_")
-
-
-def scenario_kind(scenario: str) -> str:
-    """'random' or 'class' from a scenario name such as 'random-10' or 'class-0'."""
-    return str(scenario).split("-", 1)[0]
-
-
-def metric_meta(frame: pd.DataFrame) -> dict[str, Metric]:
-    """Union of the rows' ``metric_meta`` JSON: scored metrics (not direction 'info') that have a column."""
-    found: dict[str, Metric] = {}
-    for text in frame.get("metric_meta", pd.Series(dtype=object)).dropna().unique():
-        try:
-            meta = json.loads(text)
-        except (TypeError, ValueError):
-            continue
-        for name, info in meta.items():
-            # 'info' columns (shadow counts, bootstrap ends) describe a run; they are not scored.
-            if name in found or name not in frame or info.get("direction") == "info":
-                continue
-            headline = name in HEADLINES or "terms" in info
-            found[name] = Metric(name, "lower" if headline else info.get("direction", "match-oracle"),
-                                 bool(info.get("in_avg_gap")), bool(info.get("reconstructed")),
-                                 str(info.get("unit", "")), str(info.get("evaluator", "")),
-                                 bool(info.get("per_method")), tuple(info.get("scenarios", ("random", "class"))),
-                                 headline, str(info.get("description", "")), bool(info.get("privacy")))
-    # Headlines first, then evaluator by evaluator (as registered), then by name: related metrics stay together.
-    return dict(sorted(found.items(), key=lambda kv: (not kv[1].headline, kv[1].evaluator, kv[0])))
-
-
-def scored(meta: dict[str, Metric]) -> dict[str, Metric]:
-    """The metrics proper (no headlines)."""
-    return {k: m for k, m in meta.items() if not m.headline}
-
-
-def sort_key(metric: str, meta: dict[str, Metric], frame: pd.DataFrame | None = None) -> SortKey:
-    """Resolve ``--sort``: gaps and runtime rank lower-first; match-oracle metrics rank by their gap."""
-    if metric in HEADLINES or metric.startswith("gap_") or metric in RUNTIME or (meta.get(metric) and meta[metric].headline):
-        if frame is not None and metric not in frame and metric != "avg_gap":
-            raise KeyError(f"unknown sort metric {metric!r}{did_you_mean(metric, _sortable(meta, frame))}")
-        return SortKey(metric, metric, True)
-    if metric not in meta:
-        raise KeyError(f"unknown sort metric {metric!r}{did_you_mean(metric, _sortable(meta, frame))}")
-    direction = meta[metric].direction
-    if direction == "match-oracle":
-        return SortKey(metric, f"gap_{metric}", True)
-    return SortKey(metric, metric, direction == "lower")
-
-
-def _sortable(meta: dict[str, Metric], frame: pd.DataFrame | None) -> list[str]:
-    gaps = [c for c in (frame.columns if frame is not None else []) if str(c).startswith("gap_")]
-    return [*HEADLINES, *meta, *gaps, *RUNTIME]
-
-
-def per_method(col: str, meta: dict[str, Metric]) -> bool:
-    info = meta.get(col.removeprefix("gap_"))
-    return info is not None and info.per_method
-
-
-def value_columns(frame: pd.DataFrame, meta: dict[str, Metric]) -> list[str]:
-    """Every numeric column aggregated per entry: headlines, metrics, their gaps, runtime."""
-    metrics = scored(meta)
-    cols = [*HEADLINES, *metrics, *(f"gap_{m}" for m in metrics), *RUNTIME]
-    return [c for c in dict.fromkeys(cols) if c in frame]
+# Re-exported: callers import these from here (their home is leaderboard.metrics / .marks / .provenance).
+__all__ = ["HEADLINES", "NOOP_SHARE", "RUNTIME", "Metric", "SortKey", "metric_meta", "per_method", "provenance",
+           "scenario_kind", "scored", "sort_key", "value_columns"]
 
 
 def entry_labels(frame: pd.DataFrame) -> pd.Series:
@@ -170,6 +84,9 @@ class ScenarioBoard:
     per_seed: pd.DataFrame  # seed x ranked entry: the ranking metric (seed metrics only)
     draws: pd.DataFrame | None = None  # bootstrap draw x ranked entry: gap draws over shadows (per-method metrics)
     provenance: dict[str, str] = field(default_factory=dict)
+    # Set by leaderboard.board, typed loosely because both are built from a ScenarioBoard (no import cycle):
+    axes: Any = None  # leaderboard.axes.Axes: the two axes and their verdicts
+    agreement: list[Any] = field(default_factory=list)  # leaderboard.agreement.Agreement per pair of attacks
 
     @property
     def kind(self) -> str:
@@ -179,16 +96,6 @@ class ScenarioBoard:
 def _status_counts(rows: pd.DataFrame) -> dict[str, int]:
     status = rows["status"].fillna("unreadable")
     return {"failed": int(status.isin(NOT_OK).sum()), "skipped": int((status == "skipped").sum())}
-
-
-def _flags(good: pd.DataFrame, group: pd.DataFrame, reference: bool) -> dict:
-    """No-op (most successful seeds returned the original's outputs) and how the method's runs were isolated
-    (references run no user code, so their sandbox setting is not marked)."""
-    noop_seeds = int(good["noop"].fillna(False).astype(bool).sum()) if "noop" in good else 0
-    sandbox = sorted({str(s) for s in group["sandbox"].dropna()}) if "sandbox" in group else []
-    unsandboxed = "" if reference else "; ".join(UNSANDBOXED[s] for s in sandbox if s in UNSANDBOXED)
-    return {"noop_seeds": noop_seeds, "noop": len(good) > 0 and noop_seeds > NOOP_SHARE * len(good),
-            "sandbox": ", ".join(sandbox), "unsandboxed": unsandboxed}
 
 
 def _tuning(group: pd.DataFrame) -> dict:
@@ -233,7 +140,7 @@ def aggregate_scenario(rows: pd.DataFrame, meta: dict[str, Metric], sort: SortKe
             "recheck": entry_recheck(group["recheck"]) if "recheck" in group else "",
             "n": int(good["seed"].nunique()), "n_expected": len(expected_seeds),
             "seeds": sorted(int(s) for s in good["seed"].unique()),
-            **_status_counts(group), **_flags(good, group, kind == "reference"), **_tuning(group),
+            **_status_counts(group), **entry_flags(good, group, kind == "reference"), **_tuning(group),
         }
         for col in columns:
             record.update(_summary(good, col, meta))
@@ -243,7 +150,7 @@ def aggregate_scenario(rows: pd.DataFrame, meta: dict[str, Metric], sort: SortKe
                           provenance=provenance(rows))
     _rank(board)
     _judge(board, ok[ok["verified"]], meta, alpha, tables)
-    board.table = _display_order(board.table, sort).reset_index(drop=True)
+    board.table = display_order(board.table, sort)
     return board
 
 
@@ -252,10 +159,15 @@ def is_floor(table: pd.DataFrame) -> pd.Series:
 
 
 def rankable(table: pd.DataFrame, sort: SortKey) -> pd.Series:
-    """Entries that compete: verified, not a reference, not a no-op, with a value of the ranking metric."""
+    """Entries that compete: verified, not a reference, not marked (no-op, over budget, inconsistent), with a
+    value of the ranking metric."""
     mean = table.get(f"{sort.column}_mean", pd.Series(math.nan, index=table.index))
-    return (table["verified"] & (table["method_kind"] != "reference") & (table["n"] > 0) & mean.notna()
-            & ~table["noop"].astype(bool))
+    return competitors(table) & mean.notna()
+
+
+def competitors(table: pd.DataFrame) -> pd.Series:
+    """Verified, non-reference entries with a successful run and no mark that keeps them off the ranking."""
+    return (table["verified"] & (table["method_kind"] != "reference") & (table["n"] > 0) & ~unranked(table))
 
 
 def _rank(board: ScenarioBoard) -> None:
@@ -269,6 +181,20 @@ def _rank(board: ScenarioBoard) -> None:
 
 def _per_seed(ok: pd.DataFrame, entry: str) -> pd.DataFrame:
     return ok[ok["entry"] == entry].drop_duplicates("seed", keep="last").set_index("seed")
+
+
+def seed_pairs(ok: pd.DataFrame, entry: str, floor_rows: pd.DataFrame, col: str) -> tuple[list[float], list[float]]:
+    """(entry values, floor values) of ``col`` on the seeds both ran with the same split and original (only
+    those are a fair pair); ``floor_rows`` is the floor entry's rows indexed by seed."""
+    paired = _per_seed(ok, entry).merge(floor_rows, left_index=True, right_index=True, suffixes=("_a", "_b"))
+    paired = paired[(paired["split_hash_a"] == paired["split_hash_b"])
+                    & (paired["original_key_a"] == paired["original_key_b"])]
+    return paired[f"{col}_a"].astype(float).tolist(), paired[f"{col}_b"].astype(float).tolist()
+
+
+def rows_by_seed(ok: pd.DataFrame, entry: str) -> pd.DataFrame:
+    """One entry's (verified, successful) rows indexed by seed."""
+    return _per_seed(ok, entry)
 
 
 def _verdict_columns(table: pd.DataFrame) -> None:
@@ -288,8 +214,10 @@ def _judge(board: ScenarioBoard, ok: pd.DataFrame, meta: dict[str, Metric], alph
     _verdict_columns(table)
     competing = rankable(table, sort)
     board.per_seed = _ranked_per_seed(ok, table, competing, sort.column)
-    table.loc[table["noop"].astype(bool) & table["verified"] & (table["method_kind"] != "reference"),
-              "vs_floor_state"] = NO_OP
+    marked = table["verified"] & (table["method_kind"] != "reference")
+    # Marks in order of precedence (a no-op that also ran over budget is a no-op).
+    for col, state in (("inconsistent", INCONSISTENT), ("over_budget", OVER_BUDGET), ("noop", NO_OP)):
+        table.loc[marked & table[col].astype(bool), "vs_floor_state"] = state
     floors = table.index[is_floor(table) & table["verified"]]
     if not len(floors):
         board.margin_note = "no verified retrain floor row in this scenario: nothing to test against"
@@ -331,12 +259,7 @@ def _seed_judge(board: ScenarioBoard, ok: pd.DataFrame, floor_i: int, competing:
         board.margin_note = f"margin ±{floor_mean:.3g} = the floor row's mean {col} over its seeds"
     pairs = {}
     for i in table.index[competing]:
-        mine = _per_seed(ok, str(table.at[i, "entry"]))
-        paired = mine.merge(floor_rows, left_index=True, right_index=True, suffixes=("_a", "_b"))
-        # Only seeds on the same split and the same original are a fair pair.
-        paired = paired[(paired["split_hash_a"] == paired["split_hash_b"])
-                        & (paired["original_key_a"] == paired["original_key_b"])]
-        pairs[i] = (paired[f"{col}_a"].astype(float).tolist(), paired[f"{col}_b"].astype(float).tolist())
+        pairs[i] = seed_pairs(ok, str(table.at[i, "entry"]), floor_rows, col)
         mean = float(table.at[i, f"{col}_mean"])
         bound = floor_hi if math.isfinite(floor_hi) else floor_mean
         table.at[i, "within_floor"] = bool(math.isfinite(bound) and sort.is_gap and mean <= bound)
@@ -382,43 +305,17 @@ def _shadow_judge(board: ScenarioBoard, floor_i: int, competing: pd.Series, meta
     return shadow_verdicts(comparisons, board.margin, match_oracle, sort.lower_is_better, alpha)
 
 
-def _display_order(table: pd.DataFrame, sort: SortKey) -> pd.DataFrame:
+def display_order(table: pd.DataFrame, sort: SortKey) -> pd.DataFrame:
     """References first (floor on top), then ranked entries, no-ops, unranked ones (no seeds), unverified."""
     is_ref = table["method_kind"] == "reference"
     group = np.where(is_ref, 0, np.where(table["rank"].notna(), 1, np.where(
-        table["noop"].astype(bool) & table["verified"], 2, np.where(table["verified"], 3, 4))))
+        unranked(table) & table["verified"], 2, np.where(table["verified"], 3, 4))))
     ref_order = np.where(table["method"] == ORACLE, 0, 1)
     value = table.get(f"{sort.column}_mean", pd.Series(math.nan, index=table.index))
     value = value if sort.lower_is_better else -value
     order = pd.DataFrame({"g": group, "r": ref_order, "rank": table["rank"], "v": value, "e": table["entry"]},
                          index=table.index)
-    return table.loc[order.sort_values(["g", "r", "rank", "v", "e"], na_position="last").index]
-
-
-def provenance(rows: pd.DataFrame) -> dict[str, str]:
-    """Distinct provenance values of the rows (several values are listed, most frequent first)."""
-    def values(col: str, limit: int = 3) -> str:
-        if col not in rows:
-            return "–"
-        counts = rows[col].dropna().astype(str).value_counts()
-        shown = list(counts.index[:limit])
-        extra = len(counts) - len(shown)
-        return ", ".join(shown) + (f" (+{extra} more)" if extra > 0 else "") if shown else "–"
-
-    dates = rows["created_at"].dropna().astype(str) if "created_at" in rows else pd.Series(dtype=str)
-    seeds = sorted({int(s) for s in rows.loc[rows["status"] == "ok", "seed"].dropna()})
-    return {
-        "suite version": values("suite_version"),
-        "suite hash": values("suite_hash"),
-        "seeds": ", ".join(map(str, seeds)) or "–",
-        "oracles": values("oracles"),
-        "harness": values("harness_version"),
-        "git sha": values("git_sha"),
-        "hardware": values("hardware"),
-        "packages": values("packages", 1),
-        "date": (dates.min()[:10] + (f" – {dates.max()[:10]}" if dates.max()[:10] != dates.min()[:10] else ""))
-        if len(dates) else "–",
-    }
+    return table.loc[order.sort_values(["g", "r", "rank", "v", "e"], na_position="last").index].reset_index(drop=True)
 
 
 def prepare(frame: pd.DataFrame, verified_only: bool = False, data_root: str | None = None,
@@ -437,3 +334,15 @@ def prepare(frame: pd.DataFrame, verified_only: bool = False, data_root: str | N
         frame = frame[frame["verified"]].copy()
     frame["entry"] = entry_labels(frame)
     return frame, dropped
+
+
+def with_utility_gap(frame: pd.DataFrame) -> pd.DataFrame:
+    """``utility_gap`` (the mean of the forget, retain and test accuracy gaps: harness.protocol's utility
+    headline) on rows from before the harness stored it; rows that store it keep their value."""
+    gaps = [f"gap_{m}" for m in ACCURACY_TERMS]
+    if not set(gaps) <= set(frame.columns):
+        return frame
+    derived = frame[gaps].astype(float).mean(axis=1, skipna=False)  # all three terms or none, as the harness
+    frame = frame.copy()
+    frame["utility_gap"] = frame["utility_gap"].astype(float).fillna(derived) if "utility_gap" in frame else derived
+    return frame

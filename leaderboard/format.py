@@ -10,6 +10,7 @@ import pandas as pd
 
 from leaderboard.aggregate import ORACLE, Metric, ScenarioBoard, per_method, scored
 from leaderboard.board import SuiteBoard
+from leaderboard.marks import INCONSISTENT, OVER_BUDGET
 from leaderboard.shadows import N_BOOT as SHADOW_BOOT
 from leaderboard.verdicts import EQUIVALENT, FLOOR, INCONCLUSIVE, NO_OP, NOT_TESTED
 
@@ -91,7 +92,7 @@ def p_is(p: float) -> str:
 def verdict(row: dict[str, Any], short: bool = False) -> str:
     """The verdict cell: state, then the difference to the floor with its 95% CI and the deciding p-value."""
     state = row.get("vs_floor_state") or ""
-    if state in ("", FLOOR, NO_OP, NOT_TESTED) or state.startswith("too few"):
+    if state in ("", FLOOR, NO_OP, OVER_BUDGET, INCONSISTENT, NOT_TESTED) or state.startswith("too few"):
         if state.startswith("too few"):
             return f"{state} (n = {int(row['vs_floor_n'])})"
         return state
@@ -112,6 +113,9 @@ def entry_name(row: dict[str, Any]) -> str:
         name += " (floor)"
     if row.get("noop") and row["method_kind"] != "reference":
         name += " (no-op)"
+    for flag, mark in (("over_budget", OVER_BUDGET), ("inconsistent", INCONSISTENT)):
+        if row.get(flag) and row["method_kind"] != "reference":
+            name += f" ({mark})"
     if row.get("within_floor") is True:
         name += f" {WITHIN_FLOOR_MARK}"
     if row.get("unsandboxed"):

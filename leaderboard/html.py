@@ -2,9 +2,11 @@
 
 It works offline: nothing is fetched from anywhere; the plots are inline SVG drawn by matplotlib and the
 script only sorts tables. Per suite: the legend naming every test, the ranking across scenarios with its
-critical-difference diagram and P(best), then per scenario a sortable table, its provenance and three plots:
-the ranking metric with CI bars (references marked without squeezing the axis), privacy gap vs utility gap,
-and a heatmap of the gaps of the metrics meaningful in that scenario.
+critical-difference diagram and P(best), then per scenario the two-axes table (``leaderboard.html_axes``; under
+``--rank-by METRIC`` the metric's table comes first), the attacks and their agreement, the privacy-vs-utility
+plot (floor box, Pareto front, cost as marker size), the utility or ranking metric with CI bars (references
+marked without squeezing the axis), a heatmap of the gaps of the metrics meaningful in that scenario, the
+paper-comparable group and every other metric, and the provenance.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from harness.version import HARNESS_VERSION
 from leaderboard.aggregate import ORACLE, RECONSTRUCTED_METHOD_MARK, Metric, ScenarioBoard, scored
+from leaderboard.axes_format import axis_summary, pareto_legend
 from leaderboard.board import SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
@@ -28,7 +31,6 @@ from leaderboard.format import (
     UNVERIFIED_MARK,
     entry_name,
     header,
-    hparams_text,
     legend,
     number,
     p_is,
@@ -38,10 +40,20 @@ from leaderboard.format import (
     split_columns,
     verdict,
 )
-from leaderboard.plots import Item, bar_chart, cd_diagram, heatmap, scatter
+from leaderboard.html_axes import (
+    agreement_table,
+    attacks_table,
+    axes_table,
+    disagreement,
+    method_title,
+    metrics_table,
+    paper_table,
+    tradeoff_plot,
+)
+from leaderboard.markdown_axes import paper_columns
+from leaderboard.marks import unranked_mark
+from leaderboard.plots import Item, bar_chart, cd_diagram, heatmap
 
-# Privacy gap: per-example attacks when present, else the population MIA, else forget accuracy.
-UTILITY_METRICS = ("test_acc", "retain_acc")
 # Heatmap colour saturates at a column's largest gap, but never below these (a display choice, not a
 # statistic): gaps under one accuracy point, 0.1 nats or 0.02 TV stay pale.
 HEAT_FLOOR = {"%": 1.0, "nats": 0.1, "fraction": 0.02}
@@ -95,6 +107,12 @@ table.ranks td, table.ranks th { padding:4px 12px; }
 section.ranking { background:white; border:1px solid var(--line); border-radius:8px; padding:14px 18px; margin:14px 0; }
 td.pbest { font-weight:600; }
 p.legend-text { color:#374151; max-width:1100px; margin:4px 0 8px; font-size:12.5px; }
+h4 { font-size:14px; margin:16px 0 4px; }
+tr.matches { background:var(--tied); font-weight:500; }
+p.disagree { border-left:4px solid var(--warn); padding-left:8px; }
+tr.disagree td { color:#9a3412; }
+ul.note { color:#374151; font-size:12px; margin:4px 0 10px; }
+table.attacks td { font-size:12px; }
 """
 
 SCRIPT = """
@@ -149,7 +167,7 @@ def _role(r: dict[str, Any]) -> str:
         return "unverified"
     if r["method_kind"] == "reference":
         return "reference"
-    if r.get("noop"):
+    if unranked_mark(r):  # no-op, over budget, inconsistent: shown, never ranked or tested
         return "no-op"
     state = str(r.get("vs_floor_state") or "")
     return state if state in ("better", "equivalent", "worse") else "inconclusive" if state else "method"
@@ -166,15 +184,7 @@ def _row_class(r: dict[str, Any]) -> str:
 
 def _method_cell(r: dict[str, Any]) -> str:
     kind = r["method_kind"] if r["method_kind"] not in ("", "reference") else ""
-    title = f"config {r['config_hash']}: {hparams_text(r)}"
-    if not r["verified"]:
-        title += f" | unverified: {r['integrity']}"
-    if r.get("recheck"):
-        title += f" | re-run by unlearn-bench verify: {r['recheck']}"
-    if r.get("unsandboxed"):
-        title += f" | {r['unsandboxed']}"
-    if r.get("noop"):
-        title += f" | no-op on {r['noop_seeds']} of {r['n']} seeds: returned the original's outputs"
+    title = method_title(r)
     badge = f'<span class="kind">{escape(kind)}</span>' if kind else ""
     return (f'<td class="method text" title="{escape(title)}"><span class="name">{escape(entry_name(r))}</span>'
             f"{badge}</td>")
@@ -226,27 +236,10 @@ def scenario_table(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
             + '<tbody class="entries">' + "".join(entries) + "</tbody></table></div>")
 
 
-def _composite(r: dict[str, Any], metrics: list[str]) -> float:
-    values = [r.get(f"gap_{m}_mean") for m in metrics]
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(values) / len(values) if values else math.nan
-
-
 def gap_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> list[str]:
     """Metrics meaningful in this scenario kind whose gap has a value for some entry."""
     return [m for m, info in scored(meta).items() if board.kind in info.scenarios
             and f"gap_{m}_mean" in board.table and board.table[f"gap_{m}_mean"].notna().any()]
-
-
-def privacy_utility_metrics(board: ScenarioBoard, meta: dict[str, Metric]) -> tuple[list[str], str, list[str]]:
-    """(privacy metrics, how they were chosen, utility metrics) among those with gaps in this scenario."""
-    have = gap_metrics(board, meta)
-    privacy = [m for m in have if meta[m].privacy]  # the evaluators mark their privacy metrics
-    why = "membership-attack gaps"
-    if not privacy:
-        privacy = [m for m in have if m == "forget_acc"]
-        why = "forget-accuracy gap (no MIA metric in these results)"
-    return privacy, why, [m for m in UTILITY_METRICS if m in have]
 
 
 def scenario_plots(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
@@ -259,19 +252,9 @@ def scenario_plots(board: ScenarioBoard, meta: dict[str, Metric]) -> str:
              r.get(f"{col}_lo", math.nan), r.get(f"{col}_hi", math.nan))
             for r in table if r["method_kind"] == "reference" and r["verified"]]
     how = "lower is better" if board.sort.lower_is_better else "higher is better"
-    parts = []
+    parts = [tradeoff_plot(board)]
     if any(math.isfinite(it.value) for it in bars):
         parts.append(bar_chart(bars, f"{board.scenario}: {col} (mean, 95% CI)", f"{col} ({how})", refs))
-    privacy, why, utility = privacy_utility_metrics(board, meta)
-    if privacy and utility:
-        points = [Item(str(r["entry"]), _role(r), x=_composite(r, utility), y=_composite(r, privacy)) for r in plotted]
-        floor = next(((_composite(r, utility), _composite(r, privacy)) for r in table
-                      if r["method"] == ORACLE and r["method_kind"] == "reference"), None)
-        parts.append(scatter(points, f"{board.scenario}: privacy gap vs utility gap",
-                             f"utility gap (mean of {len(utility)}: {', '.join(utility)})",
-                             f"privacy gap ({privacy[0]})" if len(privacy) == 1 else
-                             f"privacy gap (mean of {len(privacy)} {why})", floor,
-                             caption="privacy = mean gap of " + ", ".join(privacy)))
     gap_cols = gap_metrics(board, meta)
     if gap_cols:
         heads = [*gap_cols, col] if col not in (f"gap_{m}" for m in gap_cols) else gap_cols
@@ -306,6 +289,8 @@ def ranking_section(board: SuiteBoard) -> str:
                                     f"critical-difference diagram (Nemenyi, α = {f.alpha}); rank 1 = best"))
     elif overall.note:
         parts.append(f'<p class="note">{escape(overall.note)}.</p>')
+    if board.pareto:
+        parts.append(f'<p class="note">Order: {escape(overall.rule)}.</p>')
     names = overall.scenarios
     head = "".join(f"<th>rank in {escape(s)}</th>" for s in names)
     body = []
@@ -326,7 +311,8 @@ def ranking_section(board: SuiteBoard) -> str:
 
 def suite_section(board: SuiteBoard) -> str:
     parts = [f'<h2 id="{escape(board.suite)}">{escape(board.suite)}</h2>']
-    parts += [f'<p class="legend-text">{inline_markdown(text)}</p>' for text in legend(board)]
+    parts += [f'<p class="legend-text">{inline_markdown(text)}</p>'
+              for text in (pareto_legend(board) if board.pareto else legend(board))]
     reconstructed = [m.name for m in board.meta.values() if m.reconstructed]
     if reconstructed:
         parts.append(f'<p class="note">{RECONSTRUCTED_MARK} reconstructed metric definition (not the authors\' '
@@ -351,14 +337,32 @@ def suite_section(board: SuiteBoard) -> str:
                  "unverified (not ranked; hover the name for why)</span></p>")
     parts.append(ranking_section(board))
     for scenario in board.scenarios:
-        n_seeds = len(scenario.seeds)
-        parts.append(f'<section class="scenario" id="{escape(board.suite)}-{escape(scenario.scenario)}">'
-                     f'<h3>{escape(scenario.scenario)}<span class="sub">{n_seeds} seed{"s" * (n_seeds != 1)} · '
-                     f"ranked by {escape(scenario.sort.requested)}</span></h3>"
-                     f'<p class="note">{escape(scenario_note(scenario))}</p>'
-                     + scenario_table(scenario, board.meta) + provenance_line(scenario)
-                     + scenario_plots(scenario, board.meta) + "</section>")
+        parts.append(scenario_section(scenario, board))
     return "\n".join(parts)
+
+
+def scenario_section(scenario: ScenarioBoard, board: SuiteBoard) -> str:
+    """One scenario's card: under the default rule the two axes lead; under --rank-by METRIC its table."""
+    n_seeds = len(scenario.seeds)
+    rule = scenario.axes.rule if board.pareto else scenario.sort.requested
+    head = (f'<section class="scenario" id="{escape(board.suite)}-{escape(scenario.scenario)}">'
+            f'<h3>{escape(scenario.scenario)}<span class="sub">{n_seeds} seed{"s" * (n_seeds != 1)} · '
+            f"ranked by {escape(rule)}</span></h3>")
+    axes_note = (f'<p class="note">{escape(scenario.axes.utility_note)}. {escape(axis_summary(scenario.axes))}</p>'
+                 + disagreement(scenario))
+    evidence = attacks_table(scenario) + agreement_table(scenario)
+    if board.pareto:
+        shown = [c for c in split_columns(scenario, board.meta)[1] + split_columns(scenario, board.meta)[0]
+                 if c not in paper_columns(scenario, board) and c != "time_ratio"]
+        value = lambda r, c: _value_cell(r, c)
+        heads = lambda c: _head(c, board.meta)
+        body = (axes_note + axes_table(scenario, ranked=True) + evidence + scenario_plots(scenario, board.meta)
+                + paper_table(scenario, board, value, heads) + metrics_table(scenario, board.meta, shown, value, heads))
+    else:
+        body = (f'<p class="note">{escape(scenario_note(scenario))}</p>' + scenario_table(scenario, board.meta)
+                + "<h4>Two axes (the default ranking, --rank-by pareto)</h4>" + axes_note
+                + axes_table(scenario, ranked=False) + evidence + scenario_plots(scenario, board.meta))
+    return head + body + provenance_line(scenario) + "</section>"
 
 
 def render_html(boards: list[SuiteBoard]) -> str:

@@ -1,10 +1,15 @@
-"""The README-friendly Markdown leaderboard of one suite."""
+"""The README-friendly Markdown leaderboard of one suite.
+
+Under the default rule each scenario shows the two-axes table (ranked), the attacks, their agreement, the
+paper-comparable group and every other metric; under ``--rank-by METRIC`` it shows the metric's table as it
+always has, then the two axes beside it (``leaderboard.markdown_axes``)."""
 
 from __future__ import annotations
 
 import math
 
 from leaderboard.aggregate import RECONSTRUCTED_METHOD_MARK, ScenarioBoard
+from leaderboard.axes_format import UTILITY_HELP, axis_summary, pareto_legend
 from leaderboard.board import SuiteBoard
 from leaderboard.format import (
     RECONSTRUCTED_MARK,
@@ -24,6 +29,15 @@ from leaderboard.format import (
     seeds_cell,
     split_columns,
     verdict,
+)
+from leaderboard.markdown_axes import (
+    agreement_table,
+    attacks_table,
+    axes_table,
+    disagreement,
+    marks_lines,
+    metrics_table,
+    paper_table,
 )
 
 
@@ -45,6 +59,8 @@ def ranking_section(board: SuiteBoard) -> list[str]:
                   ""]
     elif overall.note:
         lines += [overall.note + ".", ""]
+    if board.pareto:
+        lines += [f"Order: {overall.rule}.", ""]
     names = overall.scenarios
     lines += ["| method | " + " | ".join(f"rank in {s}" for s in names) + " | mean rank | P(best) |",
               "|---" + "|---:" * (len(names) + 2) + "|"]
@@ -74,6 +90,11 @@ def scenario_table(board: ScenarioBoard, suite: SuiteBoard) -> list[str]:
         if not r["verified"]:
             unverified.append(f"{r['entry']}: {r['integrity']}")
     lines.append("")
+    return lines + _after_table(board, unverified)
+
+
+def _after_table(board: ScenarioBoard, unverified: list[str]) -> list[str]:
+    lines = []
     if unverified:
         lines += [f"{UNVERIFIED_MARK} unverified (not ranked): " + "; ".join(unverified), ""]
     rechecked = [f"{r['entry']}: {r['recheck']}" for r in rows(board.table) if r.get("recheck")]
@@ -82,6 +103,28 @@ def scenario_table(board: ScenarioBoard, suite: SuiteBoard) -> list[str]:
     prov = " · ".join(f"{k} {v}" for k, v in board.provenance.items() if k != "packages")
     lines += [f"<sub>{prov}</sub>", ""]
     return lines
+
+
+def pareto_note(board: ScenarioBoard) -> str:
+    axes = board.axes
+    return (f"Utility: {UTILITY_HELP.split(': ', 1)[1]}; {axes.utility_note}. {axis_summary(axes)} "
+            f"Ranked by {axes.rule}.")
+
+
+def pareto_section(board: ScenarioBoard, suite: SuiteBoard) -> list[str]:
+    """A scenario under the default rule: the two axes first, then the evidence behind them."""
+    unverified = [f"{r['entry']}: {r['integrity']}" for r in rows(board.table) if not r["verified"]]
+    lines = [f"## {board.scenario}", "", _cell(pareto_note(board)), "", *disagreement(board)]
+    lines += axes_table(board, ranked=True) + marks_lines(board)
+    lines += attacks_table(board) + agreement_table(board) + paper_table(board, suite) + metrics_table(board, suite)
+    return lines + _after_table(board, unverified)
+
+
+def beside_section(board: ScenarioBoard) -> list[str]:
+    """Under --rank-by METRIC: the two axes after the metric's table (not the ranking in force)."""
+    return (["### Two axes (the default ranking, `--rank-by pareto`)", "", _cell(pareto_note(board)), "",
+             *disagreement(board)] + axes_table(board, ranked=False) + marks_lines(board) + attacks_table(board)
+            + agreement_table(board))
 
 
 def configurations(board: SuiteBoard) -> list[str]:
@@ -98,7 +141,7 @@ def configurations(board: SuiteBoard) -> list[str]:
 
 def render_markdown(board: SuiteBoard) -> str:
     lines = [f"# {board.suite}", ""]
-    for paragraph in legend(board):
+    for paragraph in (pareto_legend(board) if board.pareto else legend(board)):
         lines += [paragraph, ""]
     reconstructed = [m.name for m in board.meta.values() if m.reconstructed]
     if reconstructed:
@@ -116,6 +159,7 @@ def render_markdown(board: SuiteBoard) -> str:
         lines += [f"{board.unreadable} result file(s) could not be read and are not shown.", ""]
     lines += ranking_section(board)
     for scenario in board.scenarios:
-        lines += scenario_table(scenario, board)
+        lines += (pareto_section(scenario, board) if board.pareto
+                  else scenario_table(scenario, board) + beside_section(scenario))
     lines += configurations(board)
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from leaderboard.aggregate import ScenarioBoard, SortKey
+from leaderboard.marks import unranked_mark
 from leaderboard.ranking import N_BOOT, Friedman, block_ranks, friedman, p_best, p_best_from_draws
 from leaderboard.stats import ALPHA
 
@@ -29,13 +30,14 @@ class Overall:
     p_best_unit: str = ""  # what P(best) resamples
     n_boot: int = N_BOOT
     note: str = ""  # why there is no test, when there is none
+    rule: str = ""  # how the entries are ordered (the default: leaderboard.overall_pareto)
 
     @property
     def empty(self) -> bool:
         return self.table.empty
 
 
-def _candidates(boards: list[ScenarioBoard]) -> tuple[list[str], dict[str, str]]:
+def candidates(boards: list[ScenarioBoard]) -> tuple[list[str], dict[str, str]]:
     """Entries ranked with every seed in every scenario; the reasons for the others."""
     seen: dict[str, dict[str, str]] = {}
     for b in boards:
@@ -43,7 +45,7 @@ def _candidates(boards: list[ScenarioBoard]) -> tuple[list[str], dict[str, str]]
             if r["method_kind"] == "reference" or not r["verified"]:
                 continue
             status = ("ok" if r["n"] == r["n_expected"] else f"{r['n']}/{r['n_expected']} seeds") \
-                if not math.isnan(r["rank"]) else ("no-op" if r["noop"] else "no result")
+                if not math.isnan(r["rank"]) else (unranked_mark(r) or "no result")
             seen.setdefault(str(r["entry"]), {})[b.scenario] = status
     names = [b.scenario for b in boards]
     keep, excluded = [], {}
@@ -60,7 +62,7 @@ def rank_overall(boards: list[ScenarioBoard], sort: SortKey, alpha: float = ALPH
                  per_method: bool = False) -> Overall:
     """Friedman / Nemenyi / P(best) over the entries complete in every scenario. ``per_method``: the ranking
     metric is one value per configuration and scenario (copied to every seed), so a scenario is one block."""
-    entries, excluded = _candidates(boards)
+    entries, excluded = candidates(boards)
     names = [b.scenario for b in boards]
     blocks = "scenario" if per_method else "scenario × seed"
     if not entries:

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scikit_posthocs as sp
-from matplotlib.patches import Patch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 
 STYLE = {"svg.fonttype": "none", "svg.hashsalt": "unlearn-bench", "font.size": 9, "axes.titlesize": 10,
          "axes.spines.top": False, "axes.spines.right": False, "font.family": "sans-serif"}
@@ -118,31 +119,6 @@ def bar_chart(items: Sequence[Item], title: str, axis_label: str,
         return to_svg(fig, "bars", title)
 
 
-def scatter(items: Sequence[Item], title: str, x_label: str, y_label: str,
-            floor: tuple[float, float] | None = None, caption: str = "") -> str:
-    """Points (x, y) with labels; ``floor`` (the retrain floor row's gaps) is drawn as a star; ``caption`` is
-    printed under the axes (small), for what an axis averages."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.6, 4.0))
-        pts = [it for it in items if math.isfinite(it.x) and math.isfinite(it.y)]
-        for it in sorted(pts, key=lambda it: it.role == "equivalent"):
-            ax.scatter(it.x, it.y, s=36, color=COLORS.get(it.role, COLORS["method"]), edgecolor="white", zorder=3)
-            ax.annotate(_short(it.label, 20), (it.x, it.y), xytext=(5, 3), textcoords="offset points", fontsize=7,
-                        color="#374151")
-        if floor is not None and all(math.isfinite(v) for v in floor):
-            ax.scatter(*floor, marker="*", s=140, color=COLORS["floor"], zorder=4)
-            ax.annotate("floor (retrain)", floor, xytext=(6, -10), textcoords="offset points", fontsize=7)
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(y_label)
-        ax.set_title(title, loc="left")
-        ax.grid(color="#e5e7eb", zorder=0)
-        if caption:
-            fig.text(0.01, -0.02, "\n".join(textwrap.wrap(caption, 90)), fontsize=7, color="#6b7280", va="top")
-        return to_svg(fig, "scatter", title)
-
-
 def heatmap(row_labels: Sequence[str], col_labels: Sequence[str], values: np.ndarray, title: str,
             floors: Sequence[float] | None = None) -> str:
     """Cells coloured by value / max(column maximum, floor): white = 0, red = the column's largest gap; the
@@ -192,3 +168,91 @@ def cd_diagram(mean_ranks: pd.Series, p_values: pd.DataFrame, cd: float, alpha: 
                         ha="center", fontsize=8, color="#b91c1c", annotation_clip=False)
         ax.set_title(title, loc="left", pad=8)
         return to_svg(fig, "cd", title)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One entry on the privacy-vs-utility plane: values with their 95% intervals, cost and Pareto front."""
+
+    label: str
+    role: str  # a COLORS key: the entry's privacy verdict, or its mark
+    x: float
+    x_lo: float
+    x_hi: float
+    y: float
+    y_lo: float
+    y_hi: float
+    cost: float = math.nan  # time_ratio: marker area grows with it
+    front: int = 0  # 1 = the Pareto front (0: not ranked)
+
+
+def _marker_area(cost: float) -> float:
+    """Marker area from the cost (time over an oracle's training time): 20 at 0, 60 at 0.25, 140 at 1 (sqrt)."""
+    return 20.0 + 120.0 * math.sqrt(min(max(cost, 0.0), 4.0)) if math.isfinite(cost) else 20.0
+
+
+def tradeoff(points: Sequence[Point], title: str, x_label: str, y_label: str,
+             floor: Point | None = None, original: Point | None = None, caption: str = "") -> str:
+    """Privacy (y) against utility (x), lower-left is better: each entry with its 95% intervals as whiskers and
+    a marker whose area shows its cost; the Pareto front joined by a step line; the floor row's box (its
+    intervals on both axes) with a star; the original marked, or named at the edge when far off scale."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        pts = [p for p in points if math.isfinite(p.x) and math.isfinite(p.y)]
+        xs = [p.x for p in pts] + ([floor.x] if floor and math.isfinite(floor.x) else [])
+        ys = [p.y for p in pts] + ([floor.y] if floor and math.isfinite(floor.y) else []) + [1.0]
+        x_hi = max(xs, default=1.0) * 1.15 or 1.0
+        far = original is not None and math.isfinite(original.x) and original.x > 1.5 * max(xs, default=0.0)
+        if original is not None and not far and math.isfinite(original.x):
+            x_hi = max(x_hi, original.x * 1.1)
+        y_top = max(ys) * 1.12
+        if floor is not None and all(math.isfinite(v) for v in (floor.x_lo, floor.x_hi, floor.y_lo, floor.y_hi)):
+            ax.add_patch(Rectangle((floor.x_lo, floor.y_lo), floor.x_hi - floor.x_lo, floor.y_hi - floor.y_lo,
+                                   facecolor=COLORS["floor"], alpha=0.15, edgecolor=COLORS["floor"], lw=1.0,
+                                   zorder=1))
+        if floor is not None and math.isfinite(floor.x) and math.isfinite(floor.y):
+            ax.scatter([floor.x], [floor.y], marker="*", s=150, color=COLORS["floor"], zorder=5)
+            ax.annotate("floor (retrain)", (floor.x, floor.y), xytext=(6, -10), textcoords="offset points",
+                        fontsize=7)
+        for p in pts:
+            for lo, hi, horizontal in ((p.x_lo, p.x_hi, True), (p.y_lo, p.y_hi, False)):
+                if math.isfinite(lo) and math.isfinite(hi):
+                    args = ([lo, hi], [p.y, p.y]) if horizontal else ([p.x, p.x], [lo, hi])
+                    ax.plot(*args, color="#9ca3af", lw=0.7, zorder=2)
+        front = sorted((p for p in pts if p.front == 1), key=lambda p: p.x)
+        if front:
+            ax.step([p.x for p in front], [p.y for p in front], where="post", color="#111827", lw=1.0, ls=":",
+                    zorder=2)
+        for p in pts:
+            ax.scatter(p.x, p.y, s=_marker_area(p.cost), color=COLORS.get(p.role, COLORS["method"]), zorder=3,
+                       edgecolor="#111827" if p.front == 1 else "white", linewidth=1.3 if p.front == 1 else 0.6)
+            cost = f" ({p.cost:.2g}×)" if math.isfinite(p.cost) else ""
+            ax.annotate(_short(p.label, 18) + cost, (p.x, p.y), xytext=(5, 3), textcoords="offset points",
+                        fontsize=6.5, color="#374151")
+        if original is not None and math.isfinite(original.x) and math.isfinite(original.y):
+            if far:
+                ax.annotate(f"original ({original.x:.3g}, {original.y:.2f}) →", (x_hi, original.y),
+                            xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7,
+                            color=COLORS["reference"])
+            else:
+                ax.scatter([original.x], [original.y], marker="X", s=60, color=COLORS["reference"], zorder=4)
+                ax.annotate("original", (original.x, original.y), xytext=(5, 3), textcoords="offset points",
+                            fontsize=7, color=COLORS["reference"])
+        ax.set_xlim(0, x_hi)
+        ax.set_ylim(0.0, y_top)  # gaps are >= 0: a t-interval reaching below 0 is clipped at the axis
+        roles = list(dict.fromkeys(p.role for p in pts))
+        names = {"no-op": "marked, not ranked", "equivalent": "privacy equivalent", "unverified": "unverified"}
+        handles = [Patch(color=COLORS.get(r, COLORS["method"]), label=names.get(r, f"privacy {r}")) for r in roles]
+        handles += [Line2D([], [], marker="o", ls="", color="#9ca3af", markersize=math.sqrt(_marker_area(c)),
+                           label=f"time_ratio {c:g}") for c in (0.1, 1.0)]
+        handles += [Line2D([], [], marker="o", ls=":", color="#111827", markerfacecolor="white",
+                           label="Pareto front 1")]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False,
+                  labelspacing=1.0)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.set_title(title, loc="left")
+        ax.grid(color="#e5e7eb", zorder=0)
+        if caption:
+            fig.text(0.01, -0.02, "\n".join(textwrap.wrap(caption, 100)), fontsize=7, color="#6b7280", va="top")
+        return to_svg(fig, "scatter", title)

@@ -27,7 +27,7 @@ def load_rows(results: Path, suite: SuiteRef | None):
     return frame
 
 
-def build_boards(results: Path, suite: str | SuiteRef | None = None, sort: str = "avg_gap",
+def build_boards(results: Path, suite: str | SuiteRef | None = None, sort: str = "pareto",
                  verified_only: bool = False, data_root: str | None = None) -> list[SuiteBoard]:
     ref = resolve_suite(suite) if isinstance(suite, str) else suite
     frame = load_rows(Path(results), ref)
@@ -48,7 +48,7 @@ def write_leaderboards(boards: list[SuiteBoard], out: Path) -> dict[str, Path]:
     return written
 
 
-def render_leaderboards(results: Path, out: Path, suite: str | SuiteRef | None = None, sort: str = "avg_gap",
+def render_leaderboards(results: Path, out: Path, suite: str | SuiteRef | None = None, sort: str = "pareto",
                         verified_only: bool = False, data_root: str | None = None) -> str:
     """Write the Markdown and HTML leaderboards; returns the Markdown text of every suite."""
     boards = build_boards(Path(results), suite, sort, verified_only, data_root)

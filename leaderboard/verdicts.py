@@ -58,22 +58,65 @@ def decide(p_holm: float, p_equiv_holm: float, favourable: bool, alpha: float = 
     return WORSE if different else INCONCLUSIVE
 
 
+@dataclass(frozen=True)
+class RawTest:
+    """One entry's comparison with the floor before any multiplicity correction."""
+
+    unit: str
+    n: int
+    diff: float
+    ci_lo: float
+    ci_hi: float
+    test: str
+    p: float
+    p_equiv: float
+    favourable: bool  # the difference points in the entry's favour (smaller gap, better value)
+    margin: float
+    forced: str = ""  # a state that no test decides: too few units, or not tested ("" when the tests decide)
+
+
+def raw_seed_test(a: Sequence[float], b: Sequence[float], margin: float, lower_is_better: bool = True) -> RawTest:
+    """Paired t-test and TOST of per-seed values ``a`` (entry) against ``b`` (floor) on the same seeds."""
+    t, e = paired_test(a, b, lower_is_better), tost_paired(a, b, margin)
+    favourable = t.mean_diff < 0 if lower_is_better else t.mean_diff > 0
+    return RawTest("seed", t.n, t.mean_diff, t.ci_lo, t.ci_hi, t.test, t.p, e.p, favourable, margin,
+                   TOO_FEW if t.n < MIN_PAIRS else "")
+
+
+def raw_shadow_test(c: ShadowComparison, margin: float, match_oracle: bool, lower_is_better: bool = True
+                    ) -> RawTest:
+    """A paired bootstrap comparison (``value(entry) - value(floor)`` draws) as a raw test. For a match-oracle
+    metric any difference is a gap, so it is never favourable."""
+    favourable = (not match_oracle) and (c.diff < 0 if lower_is_better else c.diff > 0)
+    return RawTest(c.unit, c.n_shadows, c.diff, c.ci_lo, c.ci_hi, "bootstrap", c.p, equivalence_p(c, margin),
+                   favourable, margin, f"too few {c.unit}s" if c.n_shadows < MIN_PAIRS else "")
+
+
+def family_verdicts(raw: Mapping[Hashable, RawTest], equiv_groups: Mapping[Hashable, Hashable] | None = None,
+                    alpha: float = ALPHA) -> dict[Hashable, Verdict]:
+    """Verdicts of a family of comparisons: the difference p-values Holm-corrected across the whole family,
+    the equivalence p-values across each group of ``equiv_groups`` (default: one group, the family)."""
+    keys = list(raw)
+    p_holm = dict(zip(keys, holm([raw[k].p for k in keys])))
+    groups = equiv_groups or {k: 0 for k in keys}
+    e_holm: dict[Hashable, float] = {}
+    for group in dict.fromkeys(groups[k] for k in keys):
+        members = [k for k in keys if groups[k] == group]
+        e_holm.update(zip(members, holm([raw[k].p_equiv for k in members])))
+    out = {}
+    for k in keys:
+        r = raw[k]
+        state = r.forced or decide(p_holm[k], e_holm[k], r.favourable, alpha)
+        out[k] = Verdict(state, r.unit, r.n, r.diff, r.ci_lo, r.ci_hi, r.test, r.p, p_holm[k], r.p_equiv, e_holm[k],
+                         r.margin)
+    return out
+
+
 def seed_verdicts(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], margin: float,
                   lower_is_better: bool = True, alpha: float = ALPHA) -> dict[Hashable, Verdict]:
     """Each entry's per-seed values against the floor's on the same seeds: ``{key: (entry, floor)}``."""
-    tests = {key: paired_test(a, b, lower_is_better) for key, (a, b) in pairs.items()}
-    equiv = {key: tost_paired(a, b, margin) for key, (a, b) in pairs.items()}
-    keys = list(pairs)
-    p_holm = dict(zip(keys, holm([tests[k].p for k in keys])))
-    e_holm = dict(zip(keys, holm([equiv[k].p for k in keys])))
-    out = {}
-    for key in keys:
-        t, e = tests[key], equiv[key]
-        favourable = t.mean_diff < 0 if lower_is_better else t.mean_diff > 0
-        state = TOO_FEW if t.n < MIN_PAIRS else decide(p_holm[key], e_holm[key], favourable, alpha)
-        out[key] = Verdict(state, "seed", t.n, t.mean_diff, t.ci_lo, t.ci_hi, t.test, t.p, p_holm[key], e.p,
-                           e_holm[key], margin)
-    return out
+    return family_verdicts({k: raw_seed_test(a, b, margin, lower_is_better) for k, (a, b) in pairs.items()},
+                           alpha=alpha)
 
 
 def shadow_verdicts(comparisons: Mapping[Hashable, ShadowComparison], margin: float, match_oracle: bool,
@@ -82,15 +125,19 @@ def shadow_verdicts(comparisons: Mapping[Hashable, ShadowComparison], margin: fl
 
     ``comparisons`` hold signed differences ``value(entry) - value(floor)``. For a match-oracle metric any
     significant difference is a gap, so "worse"; otherwise the direction decides."""
-    keys = list(comparisons)
-    p_holm = dict(zip(keys, holm([comparisons[k].p for k in keys])))
-    e_holm = dict(zip(keys, holm([equivalence_p(comparisons[k], margin) for k in keys])))
-    out = {}
-    for key in keys:
-        c = comparisons[key]
-        favourable = (not match_oracle) and (c.diff < 0 if lower_is_better else c.diff > 0)
-        state = f"too few {c.unit}s" if c.n_shadows < MIN_PAIRS else decide(p_holm[key], e_holm[key],
-                                                                                     favourable, alpha)
-        out[key] = Verdict(state, c.unit, c.n_shadows, c.diff, c.ci_lo, c.ci_hi, "bootstrap", c.p, p_holm[key],
-                           equivalence_p(c, margin), e_holm[key], margin)
-    return out
+    return family_verdicts({k: raw_shadow_test(c, margin, match_oracle, lower_is_better)
+                            for k, c in comparisons.items()}, alpha=alpha)
+
+
+# Severity of a verdict when several are combined into one (the privacy axis: the worst attack decides).
+SEVERITY = {WORSE: 3, INCONCLUSIVE: 2, NOT_TESTED: 2, EQUIVALENT: 1, BETTER: 0}
+
+
+def severity(state: str) -> int:
+    """worse > inconclusive (also: not tested, too few) > equivalent > better."""
+    return SEVERITY.get(state, 2)
+
+
+def within_floor(state: str) -> bool:
+    """The verdicts that say "as close to the oracles as retraining itself": equivalent or better."""
+    return state in (EQUIVALENT, BETTER)

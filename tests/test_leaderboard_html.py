@@ -35,39 +35,53 @@ def digits_site(tmp_path_factory, session_cache) -> tuple[Path, list, Path]:
 
 
 @pytest.fixture(scope="session")
-def stats_site(tmp_path_factory, session_cache) -> tuple[Path, list]:
-    """(site folder, boards) of the stats-digits run: several entries ranked across both scenarios."""
+def stats_site(tmp_path_factory, session_cache) -> tuple[Path, list, Path]:
+    """(site folder, boards, results folder) of the stats-digits run: several entries ranked across both
+    scenarios."""
     results = build_stats_results(tmp_path_factory.getbasetemp(), session_cache.root)
     out = tmp_path_factory.mktemp("stats-site")
     render_leaderboards(results, out, str(SUITE_FILE))
-    return out, build_boards(results, str(SUITE_FILE))
+    return out, build_boards(results, str(SUITE_FILE)), results
 
 
 def test_page_is_self_contained(digits_site):
-    out, _, _ = digits_site
+    out, boards, _ = digits_site
     page = (out / "index.html").read_text()
     # Nothing fetched: no external scripts, styles, images or fonts (the SVG namespace is not a request).
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "@import" not in page and not re.search(r"url\((?!#)", page)  # only in-page references: url(#clip)
     assert page.count('class="plot plot-bars"') == 2 and page.count('class="plot plot-heatmap"') == 2
-    assert page.count('class="plot plot-scatter"') == 2
+    # The privacy-vs-utility plot where a privacy axis exists; elsewhere a note says why there is none (on digits
+    # with 2 seeds no attack can show that it detects the original).
+    with_axis = sum(bool(s.axes.in_axis) for s in boards[0].scenarios)
+    assert page.count('class="plot plot-scatter"') == with_axis
+    assert page.count('class="note no-tradeoff"') == 2 - with_axis
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page  # inline SVG, not SVG documents
     assert "seeds</b> 0, 1" in page and "git sha" in page and "hardware" in page
 
 
-def test_markdown_names_every_test(stats_site):
-    out, _ = stats_site
+def test_markdown_names_every_test(stats_site, tmp_path):
+    out, _, results = stats_site
     text = (out / f"{STATS_SUITE}.md").read_text()
-    for test in ("two-sided paired t-test", "Holm-corrected", "TOST (two one-sided paired t-tests",
-                 "Friedman test over 12 blocks (scenario × seed)", "Iman–Davenport F", "post-hoc Nemenyi test",
-                 "critical difference CD =", "P(best): share of 2000 bootstrap resamples (seeds within each scenario)",
-                 "margin ±", "α = 0.05"):
+    for test in ("**Ranked by** Pareto fronts over (utility, privacy)", "two-sided paired t-test by seed",
+                 "Holm-corrected", "TOST (two one-sided paired t-tests",
+                 "paired bootstrap over the same resampled shadow models", "share of the original's exposure that remains", "one Holm family",
+                 "Friedman test over 2 blocks (scenarios", "Iman–Davenport F", "post-hoc Nemenyi", "Nemenyi CD",
+                 "P(best): share of 2000 bootstrap draws (seeds (per-seed quantities) and paired shadow draws",
+                 "Kendall τ-b", "margin ±", "α = 0.05", "### Paper-comparable (not a verdict)"):
         assert test in text, test
     assert "| method | rank in class-3 | rank in random-10 | mean rank | P(best) |" in text
+    # --rank-by avg_gap: the tests of the one-metric ranking, as before
+    old = render_leaderboards(results, tmp_path / "site", str(SUITE_FILE), sort="avg_gap")
+    for test in ("**Ranked by** avg_gap, lower is better", "two-sided paired t-test", "Holm-corrected",
+                 "Friedman test over 12 blocks (scenario × seed)", "Iman–Davenport F", "post-hoc Nemenyi test",
+                 "critical difference CD =", "P(best): share of 2000 bootstrap resamples (seeds within each scenario)",
+                 "### Two axes (the default ranking, `--rank-by pareto`)"):
+        assert test in old, test
 
 
 def test_heatmap_shows_only_the_scenarios_metrics(stats_site):
-    out, _ = stats_site
+    out, _, _ = stats_site
     page = (out / "index.html").read_text()
     # salun_mia is meaningful on random forgetting only (metric_meta "scenarios"): its column is in the
     # random-10 heatmap, not in class-3's.
@@ -105,7 +119,7 @@ def test_page_in_headless_chromium(stats_site):
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    out, boards = stats_site
+    out, boards, _ = stats_site
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,900"):
@@ -125,9 +139,19 @@ def test_page_in_headless_chromium(stats_site):
             assert any("(no-op)" in n for n in names)
             verdicts = [c.text for c in section.find_elements(By.CSS_SELECTOR, "td.verdict")]
             assert any(v.startswith(("worse", "equivalent", "better", "inconclusive")) for v in verdicts)
-            for kind in ("plot-bars", "plot-scatter", "plot-heatmap"):
+            # the privacy-vs-utility plot where the scenario has a privacy axis (digits class-3: RMIA detects
+            # the original; random-10: no attack does, and a note says so instead)
+            kinds = ("plot-bars", "plot-heatmap") + (("plot-scatter",) if scenario.axes.in_axis else ())
+            for kind in kinds:
                 plot = section.find_element(By.CSS_SELECTOR, f"svg.{kind}")
                 assert plot.size["width"] > 100 and plot.size["height"] > 50
+            if scenario.axes.in_axis:
+                scatter = section.find_element(By.CSS_SELECTOR, "svg.plot-scatter").text
+                assert "floor (retrain)" in scatter and "Pareto front 1" in scatter and "time_ratio" in scatter
+            else:
+                assert "No privacy-vs-utility plot" in section.find_element(By.CSS_SELECTOR, "p.no-tradeoff").text
+            heads = [h.text for h in section.find_elements(By.CSS_SELECTOR, "table.board thead th")]
+            assert heads[:3] == ["#", "front", "method"] and "privacy" in heads and "time_ratio" in heads
             bar_text = section.find_element(By.CSS_SELECTOR, "svg.plot-bars").text
             assert "floor (retrain)" in bar_text and "original" in bar_text  # references marked, not bars
 
@@ -142,10 +166,10 @@ def test_page_in_headless_chromium(stats_site):
 
         section = sections[0]
         headers = section.find_elements(By.CSS_SELECTOR, "table.board thead th")
-        column = next(i for i, h in enumerate(headers) if h.text.strip().startswith("avg_gap"))
+        column = next(i for i, h in enumerate(headers) if h.text.strip().startswith("utility_gap"))
 
         def entry_order() -> tuple[list[str], list[str]]:
-            rows = section.find_elements(By.CSS_SELECTOR, "tbody.entries tr")
+            rows = section.find_elements(By.CSS_SELECTOR, "table.board tbody.entries tr")
             return ([r.find_element(By.CSS_SELECTOR, "td.method .name").text for r in rows],
                     [r.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-v") for r in rows])
 
@@ -160,7 +184,7 @@ def test_page_in_headless_chromium(stats_site):
         assert ascending != descending  # clicking a header changes the order
         assert headers[column].get_attribute("aria-sort") == "descending"
         assert sorted(before) == sorted(ascending)  # sorting moves rows, never loses them
-        refs = section.find_elements(By.CSS_SELECTOR, "tbody.refs tr")
+        refs = section.find_elements(By.CSS_SELECTOR, "table.board tbody.refs tr")
         assert refs[0].find_element(By.CSS_SELECTOR, "td.method .name").text == "retrain (floor)"
 
         ARTIFACTS.mkdir(exist_ok=True)

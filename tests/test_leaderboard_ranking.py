@@ -12,7 +12,7 @@ from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
 
 from leaderboard.ranking import critical_difference, friedman, p_best, p_best_from_draws
-from leaderboard.stats import bootstrap_equivalence_p, bootstrap_p, holm, tost_paired
+from leaderboard.stats import bootstrap_equivalence_p, bootstrap_p, holm, holm_statsmodels, tost_paired
 
 # Demšar (2006), Table 6: AUC of C4.5 with and without m / cf tuning on 14 UCI data sets (higher is better).
 # The published ranks (Table 6's last line: 3.143, 2.000, 2.893, 1.964) break the printed 0.975 = 0.975 tie of
@@ -119,6 +119,10 @@ def test_holm_is_statsmodels_with_nans_left_out():
     adjusted = holm([0.02, math.nan, 0.04])  # NaN is not a comparison: m = 2
     assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
     assert holm([0.5, 0.6]) == [1.0, 1.0] and holm([]) == []
+    rng = np.random.default_rng(4)
+    for _ in range(12):  # the written-out step-down equals statsmodels' multipletests, ties and NaNs included
+        p = rng.choice([0.001, 0.01, 0.02, 0.04, math.nan, *rng.uniform(0, 1, 4)], size=rng.integers(1, 12))
+        assert holm(p) == pytest.approx(holm_statsmodels(p), nan_ok=True)
 
 
 def test_bootstrap_p_values():

@@ -133,7 +133,9 @@ def digits_results(tmp_path_factory, session_cache) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_board(digits_results):
-    return build_suite_board(read_results(digits_results, SUITE))
+    """Ranked by avg_gap: these tests check the per-metric machinery (the default two-axis ranking:
+    test_leaderboard_axes.py)."""
+    return build_suite_board(read_results(digits_results, SUITE), sort="avg_gap")
 
 
 def _entry(board, scenario: str, label_start: str, n: int | None = None) -> dict:
