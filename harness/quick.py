@@ -94,6 +94,17 @@ def table(rows: pd.DataFrame, label: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+MODEL_KINDS = ("original", "oracle", "shadow-original", "shadow-retrained")
+
+
+def trained_models(cache_dir: Path | None) -> set[str]:
+    """The trained reference models in the cache (what a quick look must not have to train)."""
+    from harness.cache import ArtifactCache
+
+    root = ArtifactCache(cache_dir).root
+    return {f"{kind}/{p.name}" for kind in MODEL_KINDS for p in (root / kind).glob("*.pt")}
+
+
 def _warm_up() -> None:
     """Build one optimizer before any method runs: torch imports ``torch._dynamo`` (about a second) the first time,
     which would otherwise be charged to the first method's time (the sandbox's fork server preloads it too)."""
@@ -123,6 +134,7 @@ def run_quick(request: QuickRequest) -> str:
     kinds = {k for m in methods for k in registry[m].scenarios} if all(m in registry for m in methods) else set()
     suite = quick_suite(request.suite, kinds or {"random", "class"})
     _warm_up()
+    models_before = trained_models(request.cache_dir)
     with tempfile.TemporaryDirectory() as scratch:
         out = request.keep or Path(scratch)
         # the plugins are registered already (above): the runner gets their names, not the files again
@@ -134,7 +146,8 @@ def run_quick(request: QuickRequest) -> str:
     stored = stored_rows(request.results, request.suite)
     lines = [NOT_A_RESULT.format(suite=request.suite.name),
              f"{suite.name} v{suite.version}, seed {request.seed}: {summary.written} runs, "
-             f"{summary.cache_misses} models trained ({'sandboxed' if request.isolate else 'in this process'})"]
+             f"{len(trained_models(request.cache_dir) - models_before)} models trained "
+             f"({'sandboxed' if request.isolate else 'in this process'})"]
     for scenario in suite.scenarios:
         here = mine[mine["scenario"] == scenario]
         errors = here[here["status"] != "ok"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.files import atomic_write_bytes
 from harness.names import did_you_mean
+QUICK_GRADE = "quick"  # harness.quick.QUICK_GRADE (not imported: the leaderboard stays torch-free)
 from harness.results import read_results
 from leaderboard.board import SuiteBoard, build_suite_board
 from leaderboard.html import render_html
@@ -22,6 +23,12 @@ def load_rows(results: Path, suite: SuiteRef | None):
         named = f" (suite file {suite.path} names suite {suite.name!r})" if suite and suite.path else ""
         hint = did_you_mean(suite.name, have) if suite and have else ""
         raise FileNotFoundError(f"no results under {where}{named}{hint}")
+    if "grade" in frame:  # `unlearn-bench try` rows (harness/quick.py): one seed, cheap evaluators, never ranked
+        quick = frame["grade"].fillna("leaderboard") == QUICK_GRADE
+        if quick.all():
+            raise FileNotFoundError(f"only quick-look rows (unlearn-bench try) under {results}: they are not "
+                                    "leaderboard results; run `unlearn-bench run` for those")
+        frame = frame[~quick].reset_index(drop=True)
     if suite:  # unreadable files carry no suite column; they are counted under the suite asked for
         frame["suite"] = frame["suite"].fillna(suite.name)
     return frame
