@@ -106,12 +106,15 @@ class ArtifactCache:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def get_or_compute(self, kind: str, key: str, compute: Callable[[], Any], parts: dict | None = None) -> Any:
-        """Return the cached object, computing (once, under a lock) when missing or corrupt."""
+    def get_or_compute(self, kind: str, key: str, compute: Callable[[], Any], parts: dict | None = None,
+                       tally: bool = True) -> Any:
+        """Return the cached object, computing (once, under a lock) when missing or corrupt.
+
+        ``tally=False`` for derived numbers (metrics of cached models): hits and misses count trained models."""
         with self.lock(kind, key):
             try:
                 value = self.load(kind, key)
-                self.hits += 1
+                self.hits += tally
                 return value
             except KeyError:
                 pass
@@ -121,5 +124,5 @@ class ArtifactCache:
                 self.discard(kind, key)
             value = compute()
             self.save(kind, key, value, parts)
-            self.misses += 1  # counted once stored: a compute that raised trained nothing
+            self.misses += tally  # counted once stored: a compute that raised trained nothing
             return value

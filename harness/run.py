@@ -143,7 +143,8 @@ class SeedContext:
                     stored = self.cache.get_or_compute(
                         "oracle-metrics", cache_key(parts=key, oracle=k, version=EVALUATION_VERSION),
                         lambda: evaluate_model(model, ctx, per_method=False),  # noqa: B023 - called at once
-                        parts={"suite": self.suite.name, "scenario": self.split.scenario.name, "seed": self.seed})
+                        parts={"suite": self.suite.name, "scenario": self.split.scenario.name, "seed": self.seed},
+                        tally=False)
                     out.append({**stored, **evaluate_model(model, ctx, per_method=True)})
                 self.memo[key] = out
             self._oracle_metrics = self.memo[key]

@@ -23,9 +23,11 @@ from harness.jobs import Job, JobResult, build_graph
 from harness.results import read_results
 from harness.runner import RunOptions, RunSummary, plan_runs, run_suite, select_methods
 from harness.suite import load_suite
+from harness.verify import ENVIRONMENT_COLUMNS
 
-# Columns that measure time or when a row was written: they differ between any two runs.
-VOLATILE = {"created_at", "row_hash", "wall_time_s", "time_ratio", "oracle_train_s", "tampered"}
+# Columns that measure time or when a row was written (verify's environment columns): they differ between any
+# two runs.
+VOLATILE = set(ENVIRONMENT_COLUMNS)
 
 
 def _volatile(column: str) -> bool:

@@ -16,7 +16,7 @@ must fall where the audit runs' values fall. Three statistics are compared, each
 
 For each, the scored value is compared with the audit runs' values by a prediction-interval t statistic
 (``(x - mean) / (sd sqrt(1 + 1/N))`` on N - 1 degrees of freedom: is x a plausible further draw?); the three
-p-values are Holm-corrected per run. A run is *inconsistent* when an adjusted p is below ``alpha`` (default 0.01)
+p-values are Holm-corrected per run for the flag (rows store the raw p-values). A run is *inconsistent* when an adjusted p is below ``alpha`` (default 0.01)
 -- for time, only when the ratio also exceeds ``time_factor`` (default 3) and the difference ``time_min_seconds``
 (default 1 s): a short run's time is dominated by its process's warm-up (a fresh worker's first calls, a
 plugin's import-time work), which differs between a method's consecutive audit runs and its scored runs spread
@@ -116,13 +116,16 @@ def prediction_p(value: float, sample: np.ndarray) -> float:
 
 
 def decide(p: dict[str, float], time_ratio: float, time_difference: float, options: dict) -> dict[str, float]:
-    """Holm-adjusted p per statistic and the flag (see the module docstring)."""
+    """The raw p per statistic and the flag from their Holm-adjusted values (see the module docstring).
+
+    The raw values are stored so that the attack and shift p-values stay reproducible: Holm's adjustment mixes
+    in the time p, which depends on how fast the runs went."""
     names = [n for n in STATISTICS if math.isfinite(p.get(n, math.nan))]
     adjusted = dict(zip(names, multipletests([p[n] for n in names], method="holm")[1])) if names else {}
     large_time = (math.isfinite(time_ratio) and max(time_ratio, 1 / time_ratio) > float(options["time_factor"])
                   and abs(time_difference) > float(options["time_min_seconds"]))
     flagged = [n for n, q in adjusted.items() if q < float(options["alpha"]) and (n != "time" or large_time)]
-    return {**{f"consistency_{n}_p": float(adjusted.get(n, math.nan)) for n in STATISTICS},
+    return {**{f"consistency_{n}_p": float(p.get(n, math.nan)) for n in STATISTICS},
             "consistency_flag": float(bool(flagged))}
 
 
@@ -183,7 +186,7 @@ def _info(name: str, description: str, unit: str = "") -> MetricInfo:
     _info("consistency_shift", "mean |change of the signal| from the scored run's original over the train set"),
     _info("consistency_audit_shift", "mean of the same shift over the audit runs"),
     _info("consistency_time_ratio", "the scored run's CPU time over the audit runs' median", "x"),
-    *[_info(f"consistency_{n}_p", f"Holm-adjusted p of the scored run's {n} as a further audit-run draw")
+    *[_info(f"consistency_{n}_p", f"p of the scored run's {n} as a further audit-run draw (the flag Holm-adjusts)")
       for n in STATISTICS],
     _info("consistency_flag", "1: the scored run is inconsistent with the audit runs (see consistency_valid)"),
     _info("consistency_valid", "1: scored and audit tasks are drawn alike (pool = 'half'), so a flag counts"),

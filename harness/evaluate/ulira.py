@@ -236,7 +236,7 @@ def per_method_result(ctx: EvalContext, evaluator: str, bank: ShadowBank, option
     if memo_key not in ctx.memo:
         ctx.memo[memo_key] = ctx.cache.get_or_compute(f"{evaluator}-result", key, compute,
                                                       parts={"method": ctx.method.name,
-                                                             "scenario": bank.scenario.name})
+                                                             "scenario": bank.scenario.name}, tally=False)
     result = ctx.memo[memo_key]
     if ctx.results_root is not None:
         for name, table in result.get("tables", {}).items():
