@@ -247,3 +247,19 @@ def test_runner_writes_privacy_metrics_gaps_floor_and_example_tables(run_dirs):
     assert len(examples) == 6  # 3 methods x 2 scenarios
     table = pd.read_parquet(examples[0])
     assert set(table["label"]) == {0, 1} and table["score"].notna().all()
+
+
+@pytest.mark.slow
+def test_salun_mia_varies_on_fmnist_quick_half_pools(tmp_path):
+    """With pool = "half" the retain set (1,125) is smaller than the test set (2,000); an unbalanced SVM called
+    every forget example a non-member for every model (100.0 everywhere). Balanced, it separates the original
+    from retraining."""
+    suite = dataclasses.replace(load_suite("fmnist-quick"), scenarios=("random-10",),
+                                evaluate={"evaluators": ["accuracy", "salun_mia"]})
+    options = RunOptions(methods=["original", "retrain"], seeds=[0], results_root=tmp_path / "results",
+                         cache_dir=tmp_path / "cache", device="cpu", progress=False)
+    assert run_suite(suite, options).failed == 0
+    frame = read_results(tmp_path / "results", "fmnist-quick").set_index("method")
+    original, retrain = frame.loc["original", "salun_mia"], frame.loc["retrain", "salun_mia"]
+    assert 0 < original < 100 and 0 < retrain < 100
+    assert retrain - original > 3.0, (original, retrain)  # retraining calls more of the forget set non-member

@@ -2,7 +2,9 @@
 
 An RBF SVM (C = 3, gamma = 'auto') is fitted on the softmax probability of the true label, with shadow
 members = a |test|-sized subset of the retain set (label 1) and shadow non-members = the test set
-(label 0); MIA-Efficacy = 100 x the fraction of the forget set predicted non-member. The target is the
+(label 0); MIA-Efficacy = 100 x the fraction of the forget set predicted non-member. Where the retain set is smaller than
+the test set (pool = "half"), the non-members are a seeded random subset of the test set of the retain set's
+size, so the SVM still fits on balanced classes. The target is the
 retrained model's value, not 100. Random scenarios only: after class forgetting the retrained model gives the
 forget class near-zero confidence, so the attack calls all of it non-member for every model that no longer
 predicts the class (measured on fmnist-quick class-0: 100 for the oracle and 9 of 11 methods) -- it repeats
@@ -65,7 +67,15 @@ def evaluate_salun_mia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         test = split.test_retain
     else:
         raise ValueError(f"salun_mia nonmembers must be 'test_retain' or 'test_all', got {opts['nonmembers']!r}")
-    members = shadow_members(split.retain, len(test), opts["members"],
+    # SalUn fits on |test| retain members against the test set, which presumes the retain set is the larger. When it
+    # is not (pool = "half": 1,125 retain images against 2,000 test images), an SVM on 1,125 vs 2,000 calls every
+    # forget example a non-member for every model (measured: 100.0 for all 16 entries), so the test side is cut
+    # to a seeded random subset of the retain set's size and the two classes stay balanced as in SalUn.
+    size = min(len(test), len(split.retain))
+    if size < len(test):
+        rng = np.random.default_rng(stable_seed("salun-mia-nonmembers", split.scenario.name, split.seed))
+        test = test[torch.as_tensor(np.sort(rng.permutation(len(test))[:size]))]
+    members = shadow_members(split.retain, size, opts["members"],
                              stable_seed("salun-mia", split.scenario.name, split.seed))
     value = mia_efficacy(true_label_confidence(model, data.train_x[members], data.train_y[members]),
                          true_label_confidence(model, data.test_x[test], data.test_y[test]),
