@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import IntRange, LogUniform, register_method
-from harness.task import UnlearningTask
-from harness.train import Batch, batches, fit, predict_logits
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, batches, fit, predict_logits
 
 
 @register_method(

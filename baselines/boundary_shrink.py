@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import LogUniform, register_method
-from harness.task import UnlearningTask
-from harness.train import Batch, frozen_copy, optimize, sgd
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, frozen_copy, optimize, sgd
 
 NO_FLIP = ("keep", "drop", "second")
 

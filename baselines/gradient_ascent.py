@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import IntRange, LogUniform, register_method
-from harness.task import UnlearningTask
-from harness.train import Batch, fit, sgd
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, fit, sgd
 
 
 def _ascent_loss(model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from harness import IntRange, LogUniform, register_method
-from harness.task import UnlearningTask
-from harness.train import Batch, batches, cross_entropy_loss, optimize, sgd
-from harness.unlearning import chained, random_wrong_labels, relabelled
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, batches, cross_entropy_loss, optimize, sgd
+from harness.api.blocks import chained, random_wrong_labels, relabelled
 
 ORDERS = ("sequential", "mixed")
 
@@ -46,7 +46,7 @@ def relabel_epochs(task: UnlearningTask, model: nn.Module, optimizer: torch.opti
                    batch_size: int, exclude_true: bool, order: str,
                    grad_hook: Callable[[nn.Module], None] | None = None,
                    step_hook: Callable[[nn.Module, int], None] | None = None) -> nn.Module:
-    """``epochs`` RL epochs through :func:`harness.train.optimize` (optional gradient mask / freeze hooks)."""
+    """``epochs`` RL epochs through :func:`harness.training.loop.optimize` (optional gradient mask / freeze hooks)."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     step = 0

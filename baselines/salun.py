@@ -1,7 +1,7 @@
 """SalUn: random labelling restricted to the weights most salient for the forget set (Fan et al., ICLR 2024).
 
 1. Mask (once, on the original, eval mode): |Σ_batches ∇θ CE| over one pass of D_f, ranked globally over all
-   parameters; the top ``mask_ratio`` fraction is updated, the rest frozen (``harness.unlearning.saliency_mask``).
+   parameters; the top ``mask_ratio`` fraction is updated, the rest frozen (``harness.api.blocks.saliency_mask``).
 2. RL (:mod:`baselines.random_label`, same label and order choices) with gradients multiplied by the mask.
 
 Freezing choice (docs/baselines.md): by default masked-out weights are frozen *exactly* — after every step
@@ -16,9 +16,9 @@ from torch import nn
 
 from baselines.random_label import relabel_epochs
 from harness import LogUniform, Uniform, register_method
-from harness.task import UnlearningTask
-from harness.train import sgd
-from harness.unlearning import freeze_unmasked, mask_gradients, saliency_mask
+from harness.api.task import UnlearningTask
+from harness.training.loop import sgd
+from harness.api.blocks import freeze_unmasked, mask_gradients, saliency_mask
 
 
 @register_method(

@@ -4,7 +4,7 @@
 Teacher = frozen original (eval mode); student starts at the original (train mode); one SGD optimizer shared
 by both step types. Epoch e (1-based): lr = lr0 · decay^(#milestones < e); if e ≤ ``msteps`` a max pass over
 D_f minimising −KL_T(teacher ‖ student); then a min pass over D_r minimising γ·CE + α·KL_T. KL_T is the
-T²-scaled batch-mean KL (``harness.unlearning.kd_loss``). Convention: ``alpha`` weights the KL term and
+T²-scaled batch-mean KL (``harness.api.blocks.kd_loss``). Convention: ``alpha`` weights the KL term and
 ``gamma`` the CE term (official code). Defaults: the official large-scale CIFAR-10 notebook (SGD lr 5e-4,
 3 epochs, msteps 2, T 4, γ 0.99, α 0.001, forget batch 512, retain batch 256). No rewinding (SCRUB+R) and no
 clipping of the unbounded max step.
@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import Choice, LogUniform, register_method
-from harness.task import UnlearningTask
-from harness.train import Batch, frozen_copy, optimize, sgd
-from harness.unlearning import kd_loss
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, frozen_copy, optimize, sgd
+from harness.api.blocks import kd_loss
 
 
 def _milestones(text: str) -> list[int]:

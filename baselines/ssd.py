@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import LogUniform, register_method
-from harness.task import UnlearningTask
-from harness.train import Batch, batches
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, batches
 
 
 def fisher_diagonal(model: nn.Module, stream: Iterable[Batch]) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 For each (scenario, seed) it trains (or loads) the original and K oracles, runs every built-in method with
 the suite's hyper-parameters in this process, and prints ``copy_tv / oracle_pair_tv`` (the ratio that
-:data:`harness.integrity.COPY_TV_FRACTION` thresholds) for: each method, each oracle against the others
+:data:`harness.pipeline.oracle_copy.COPY_TV_FRACTION` thresholds) for: each method, each oracle against the others
 (leave-one-out: what an independent retrain reaches), and oracle 0 with multiplicative weight noise.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/copy_tv.py --suite fmnist-quick --seeds 0,1,2 --cache-dir /tmp/c
@@ -21,15 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware
 
-from harness.artifacts import get_oracle, get_original
-from harness.cache import ArtifactCache
-from harness.hparams import resolve_hparams, suite_layer
-from harness.integrity import functional_copy_check
-from harness.registry import all_methods
-from harness.run import SeedContext, unlearn
-from harness.splits import make_split, parse_scenario
-from harness.suite import load_suite
-from harness.train import mean_tv, softmax_outputs
+from harness.training.reference_models import get_oracle, get_original
+from harness.training.cache import ArtifactCache
+from harness.spec.hparams import resolve_hparams, suite_layer
+from harness.pipeline.oracle_copy import functional_copy_check
+from harness.spec.methods import all_methods
+from harness.pipeline.row import SeedContext, unlearn
+from harness.spec.splits import make_split, parse_scenario
+from harness.spec.suite import load_suite
+from harness.training.loop import mean_tv, softmax_outputs
 
 NOISE = (1e-3, 1e-2, 5e-2, 2e-1)
 

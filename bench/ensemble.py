@@ -2,7 +2,7 @@
 
 Each model trains on its own random half of the suite's train pool with the suite's recipe (as the
 shadow bank does); the table gives seconds and the batched speed-up per architecture and K, and what the
-default rule (``harness.ensemble.rule_mode``) picks.
+default rule (``harness.training.batched.rule_mode``) picks.
 
     python bench/ensemble.py [--suite fmnist-quick] [--device cpu] [--k 4,8] [--archs mlp,cnn-small] [--epochs 2]
 """
@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import hardware, table
 
 from harness import ensemble
-from harness.models import build_model
-from harness.suite import load_suite
-from harness.train import resolve_device
+from harness.spec.architectures import build_model
+from harness.spec.suite import load_suite
+from harness.training.loop import resolve_device
 
 
 def timed(fn, device: torch.device) -> float:

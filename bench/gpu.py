@@ -2,10 +2,10 @@
 
 Sections, each printed as a table with its ratios measured side by side in this one run, on this one card:
 
-1. ResNet-18 (CIFAR stem) training throughput, images/s: the harness's loop (``harness.train.train_model``)
+1. ResNet-18 (CIFAR stem) training throughput, images/s: the harness's loop (``harness.training.loop.train_model``)
    against a bare PyTorch loop on the same model, batch and optimiser; fp32, then bf16 + channels-last, then
    with ``torch.compile``.
-2. The shadow bank, batched (vmap, ``harness.ensemble``) against sequential: K cnn-small models on
+2. The shadow bank, batched (vmap, ``harness.training.batched``) against sequential: K cnn-small models on
    Fashion-MNIST-sized halves.
 3. GPU packing: the same small training jobs on 1 worker process and on k worker processes sharing the GPU.
 4. A reduced ``fmnist-standard`` end to end through the CLI (one seed, a few methods, N = 16 shadows), wall time
@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import hardware, table
 
 from harness import ensemble
-from harness.models import build_model
-from harness.train import Recipe, seeded_generator, train_model
+from harness.spec.architectures import build_model
+from harness.training.loop import Recipe, seeded_generator, train_model
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def end_to_end(sizes: Sizes, device: torch.device, dry: bool, folder: Path) -> t
     evaluators = 'evaluators = ["accuracy", "salun_mia", "rmia"]\n' if dry else ""
     suite.write_text(f'extends = "{base}"\nname = "{base}-bench"\nversion = "1"\n'
                      f"[evaluate]\n{evaluators}shadow_models = {sizes.e2e_shadows}\n")
-    command = [sys.executable, "-m", "harness.cli", "run", "--suite", str(suite), "--seeds", "0", "--methods",
+    command = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", str(suite), "--seeds", "0", "--methods",
                sizes.e2e_methods, "--results", str(folder / "results"), "--cache-dir", str(folder / "cache"),
                "--device", device.type, "--no-progress", *(["--no-isolation"] if dry else [])]
     start = time.perf_counter()
@@ -184,7 +184,7 @@ def end_to_end(sizes: Sizes, device: torch.device, dry: bool, folder: Path) -> t
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"end-to-end run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    from harness.results import read_results
+    from harness.core.results import read_results
 
     frame = read_results(folder / "results", f"{base}-bench")
     per_model = {"original": float(frame["oracle_train_s"].median())}  # an oracle trains like an original
@@ -196,7 +196,7 @@ def end_to_end(sizes: Sizes, device: torch.device, dry: bool, folder: Path) -> t
 # ------------------------------------------------------------------------------------ 5. projection
 def projection(measured: dict, resnet_img_s: float) -> list[list]:
     """Models to train for a full suite times the per-model time measured here (a projection, not a run)."""
-    from harness.suite import load_suite
+    from harness.spec.suite import load_suite
 
     rows = []
     for name, epoch_images in (("fmnist-standard", 60000), ("cifar10-paper", 50000)):
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = {int(s) for s in args.sections.split(",")}
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU (dry run: sizes are toys)"
     print(f"# bench/gpu.py on {name}; {time.strftime('%Y-%m-%d %H:%M')}\n# {hardware()}", flush=True)
-    from harness.suite import load_suite
+    from harness.spec.suite import load_suite
 
     data = load_suite("digits-smoke" if args.dry_run else "fmnist-standard").load_data()
     out: dict[str, list] = {}

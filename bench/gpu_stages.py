@@ -18,12 +18,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import hardware, table
 
-from harness.artifacts import get_oracle, get_original
-from harness.cache import ArtifactCache
-from harness.runner import RunOptions, run_suite
-from harness.splits import make_split, parse_scenario
-from harness.suite import load_suite
-from harness.train import resolve_device
+from harness.training.reference_models import get_oracle, get_original
+from harness.training.cache import ArtifactCache
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.splits import make_split, parse_scenario
+from harness.spec.suite import load_suite
+from harness.training.loop import resolve_device
 
 
 def stage(rows: list, name: str, fn, device: torch.device, count: int = 1):
@@ -68,7 +68,7 @@ def main() -> None:
         stage(rows, "oracles", lambda: [get_oracle(suite, data, cache, sp, device) for sp in splits], device,
               len(splits))
         if any(e in suite.evaluators for e in ("ulira", "mia_nn", "rmia")):
-            from harness.shadow import shadow_bank, shadow_count
+            from harness.training.shadow_bank import shadow_bank, shadow_count
 
             n = shadow_count(suite)
             stage(rows, f"shadow bank ({n} shadows x scenarios)",

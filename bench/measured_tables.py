@@ -15,7 +15,7 @@ import math
 import pandas as pd
 from _common import ROOT
 
-from harness.results import read_results
+from harness.core.results import read_results
 
 PER_SEED = {"random": ["avg_gap", "utility_gap", "forget_acc", "salun_mia", "rmia_ft_auc", "tow"],
             "class": ["avg_gap", "utility_gap", "forget_acc", "mia_nn", "rmia_ft_auc", "kodge_mia", "tow"]}

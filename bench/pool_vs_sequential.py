@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _common import hardware, run_cli, table
 
-from harness.results import read_results
+from harness.core.results import read_results
 
 VOLATILE = {"created_at", "row_hash", "wall_time_s", "time_ratio", "oracle_train_s", "tampered", "hardware"}
 

@@ -14,7 +14,7 @@ the choice; the output says how often each method was the pick.
 95% CIs: MIA-NN and avg_gap vary per seed -> percentile bootstrap over seeds (paired: the same resampled
 seeds for every method). U-LiRA scores a method once through its shadow runs (the same value on every seed)
 -> paired bootstrap over shadow clusters (pairs of shadows where the tables record them) from the per-example
-tables in ``<results>/<suite>/_examples/``, with the evaluator's own resampling (``harness.membership``).
+tables in ``<results>/<suite>/_examples/``, with the evaluator's own resampling (``harness.core.attack_stats``).
 
 Usage: python bench/seed_claims.py --suite fmnist-quick --results results [--run --cache-dir DIR]
 """
@@ -31,8 +31,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.membership import percentile_interval, shadow_bootstrap
-from harness.results import EXAMPLES_DIR, read_results
+from harness.core.attack_stats import percentile_interval, shadow_bootstrap
+from harness.core.results import EXAMPLES_DIR, read_results
 
 REFERENCES = {"original", "retrain"}
 BOOT = 2000
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         import baselines  # noqa: F401
         import methods  # noqa: F401
-        from harness.runner import RunOptions, run_suite
-        from harness.suite import load_suite
+        from harness.pipeline.driver import RunOptions, run_suite
+        from harness.spec.suite import load_suite
 
         run_suite(load_suite(args.suite), RunOptions(results_root=args.results, cache_dir=args.cache_dir,
                                                      progress=False))

@@ -6,7 +6,7 @@ Two measurements:
    forks, and the child times building its first ``torch.optim.SGD``: torch imports ``torch._dynamo`` there,
    so a fork server that has not preloaded it hands that import to every worker it forks.
 2. **One method run**, ``finetune`` on digits-smoke's first random split: in-process, in a fresh isolated
-   worker and in the same worker again (the harness's fork server, :data:`harness.sandbox.PRELOAD`).
+   worker and in the same worker again (the harness's fork server, :data:`harness.isolation.sandbox.PRELOAD`).
 
     python bench/worker_start.py [--repeats 3]
 """
@@ -54,14 +54,14 @@ def method_run_seconds(repeats: int) -> dict[str, list[float]]:
     import torch
 
     import baselines  # noqa: F401 - registers the built-in methods
-    from harness.execution import MethodRun
-    from harness.hparams import resolve_hparams
-    from harness.isolation import Isolation
-    from harness.models import build_model
-    from harness.registry import get_method
-    from harness.run import unlearn
-    from harness.suite import load_suite
-    from harness.train import train_model
+    from harness.isolation.method_call import MethodRun
+    from harness.spec.hparams import resolve_hparams
+    from harness.isolation.workers import Isolation
+    from harness.spec.architectures import build_model
+    from harness.spec.methods import get_method
+    from harness.pipeline.row import unlearn
+    from harness.spec.suite import load_suite
+    from harness.training.loop import train_model
 
     torch.set_num_threads(1)
     suite = load_suite("digits-smoke")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from harness.version import HARNESS_VERSION
+from harness.core.version import HARNESS_VERSION
 
 __version__ = HARNESS_VERSION
 _LAZY = {
-    "MethodSpec": "harness.registry", "register_method": "harness.registry",
-    "TensorData": "harness.task", "UnlearningTask": "harness.task",
-    "Choice": "harness.tune.space", "IntRange": "harness.tune.space", "LogUniform": "harness.tune.space",
-    "Uniform": "harness.tune.space",
+    "MethodSpec": "harness.spec.methods", "register_method": "harness.spec.methods",
+    "TensorData": "harness.api.task", "UnlearningTask": "harness.api.task",
+    "Choice": "harness.spec.search_space", "IntRange": "harness.spec.search_space",
+    "LogUniform": "harness.spec.search_space", "Uniform": "harness.spec.search_space",
 }
 __all__ = sorted(_LAZY)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.membership import percentile_interval
+from harness.core.attack_stats import percentile_interval
 from leaderboard.aggregate import Metric, ScenarioBoard, rows_by_seed, seed_pairs
 from leaderboard.shadows import N_BOOT, ShadowComparison, ShadowTables, draws_of, resamplable, shared_shadows
 from leaderboard.shadows import cluster_column as shadow_unit

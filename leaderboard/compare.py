@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.names import did_you_mean
+from harness.core.registry import did_you_mean
 from leaderboard.aggregate import (
     HASH_CHARS,
     ORACLE,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.version import HARNESS_VERSION
+from harness.core.version import HARNESS_VERSION
 from leaderboard.aggregate import ORACLE, RECONSTRUCTED_METHOD_MARK, Metric, ScenarioBoard, scored
 from leaderboard.axes_format import axis_summary, pareto_legend
 from leaderboard.board import SuiteBoard

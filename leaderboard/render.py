@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.files import atomic_write_bytes
-from harness.names import did_you_mean
-QUICK_GRADE = "quick"  # harness.quick.QUICK_GRADE (not imported: the leaderboard stays torch-free)
-from harness.results import read_results
+from harness.core.files import atomic_write_bytes
+from harness.core.registry import did_you_mean
+QUICK_GRADE = "quick"  # harness.commands.quick.QUICK_GRADE (not imported: the leaderboard stays torch-free)
+from harness.core.results import read_results
 from leaderboard.board import SuiteBoard, build_suite_board
 from leaderboard.html import render_html
 from leaderboard.markdown import render_markdown

@@ -9,7 +9,7 @@ all methods of a scenario are attacked on one shared bank, so a draw of shadow i
 
 The resampling unit is the table's independent unit: the complementary shadow *pair* (column ``pair``) where
 the table has one (U-LiRA matches and fits its targets per pair), else the shadow. Draws use the evaluator's
-own settings (``harness.membership``: 1000 resamples, seed 0), so the floor's interval here is the one its row
+own settings (``harness.core.attack_stats``: 1000 resamples, seed 0), so the floor's interval here is the one its row
 stores.
 """
 
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.membership import percentile_interval, shadow_bootstrap, summarize_attack
-from harness.results import EXAMPLES_DIR
+from harness.core.attack_stats import percentile_interval, shadow_bootstrap, summarize_attack
+from harness.core.results import EXAMPLES_DIR
 from leaderboard.stats import LEVEL, bootstrap_equivalence_p, bootstrap_p
 
 N_BOOT = 1000  # as the evaluator's stored intervals (harness/evaluate/ulira.py)
-# metric -> (evaluator whose tables hold it, key of harness.membership.shadow_bootstrap's draws)
+# metric -> (evaluator whose tables hold it, key of harness.core.attack_stats.shadow_bootstrap's draws)
 RESAMPLABLE = {"ulira_acc": ("ulira", "accuracy"), "ulira_auc": ("ulira", "auc")}
 # A table must reproduce the value stored in the rows to this precision (percent), or it is not used.
 MATCH_TOL = 1e-3

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results import VERIFICATIONS_DIR
+from harness.core.results import VERIFICATIONS_DIR
 
 RECORDS_DIR = VERIFICATIONS_DIR
 VERIFIED, MISMATCH, NOT_CHECKED = "verified", "mismatch", "not re-checked"

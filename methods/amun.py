@@ -5,7 +5,7 @@ original model predicts there (:mod:`methods.adversarial`). Fine-tuning on these
 confidence on D_F locally, without the catastrophic forgetting that random relabelling causes
 (docs/seed_methods.md).
 
-Variants (registered from one definition with :func:`harness.registry.register_variant`):
+Variants (registered from one definition with :func:`harness.spec.methods.register_variant`):
   * ``amun``          D_R ∪ D_F ∪ D_A (the paper's "with D_R" setting);
   * ``amun-noretain`` D_F ∪ D_A (no access to D_R);
   * ``amun-advonly``  D_R ∪ D_A (the paper's variant for very large forget sets);
@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from harness.registry import register_variant
-from harness.task import UnlearningTask
-from harness.train import Batch, augment_batch, cross_entropy_loss, make_scheduler, optimize, sgd
-from harness.tune.space import Choice, LogUniform
+from harness.spec.methods import register_variant
+from harness.api.task import UnlearningTask
+from harness.training.loop import Batch, augment_batch, cross_entropy_loss, make_scheduler, optimize, sgd
+from harness.spec.search_space import Choice, LogUniform
 from methods.adversarial import ATTACK_VERSION, adversarial_set
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _train(model: nn.Module, task: UnlearningTask, make_stream: Callable[[], Ite
            grad_hook: Callable[[nn.Module], None] | None = None,
            step_hook_factory: Callable[[torch.optim.Optimizer], Callable[[nn.Module, int], None]] | None = None
            ) -> nn.Module:
-    """SGD + StepLR(``lr_step`` epochs, γ 0.1) for ``epochs`` passes of :func:`harness.train.optimize`."""
+    """SGD + StepLR(``lr_step`` epochs, γ 0.1) for ``epochs`` passes of :func:`harness.training.loop.optimize`."""
     optimizer = sgd(model, lr, momentum, weight_decay)
     scheduler = make_scheduler(optimizer, "step", epochs, steps_per_epoch, step_size=lr_step, gamma=0.1)
     step_hook = step_hook_factory(optimizer) if step_hook_factory is not None else None
@@ -114,7 +114,7 @@ def run_amun(task: UnlearningTask, *, use_retain: bool, use_forget: bool, mask_r
 
     grad_hook = step_hook_factory = None
     if mask_ratio is not None:
-        from harness.unlearning import freeze_unmasked, mask_gradients, saliency_mask
+        from harness.api.blocks import freeze_unmasked, mask_gradients, saliency_mask
 
         # Mask on θ_o from the clean forget set (as SalUn does), before any update.
         mask = saliency_mask(model, task.forget_loader(batch_size, shuffle=False), mask_ratio)

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.artifacts import get_oracle, get_original
-from harness.cache import ArtifactCache
-from harness.execution import MethodRun, build_task
-from harness.registry import MethodSpec
-from harness.splits import Split
-from harness.suite import Suite, SuiteData, load_suite
-from harness.task import UnlearningTask
+from harness.training.reference_models import get_oracle, get_original
+from harness.training.cache import ArtifactCache
+from harness.isolation.method_call import MethodRun, build_task
+from harness.spec.methods import MethodSpec
+from harness.spec.splits import Split
+from harness.spec.suite import Suite, SuiteData, load_suite
+from harness.api.task import UnlearningTask
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def digits_class(digits_suite, session_cache) -> World:
 def fmnist_random(session_cache) -> World:
     """tests/suites/fmnist-tiny.toml, random-10, seed 0: the original gets ~89% of the forget set right (digits:
     100%), so a method that raises forget accuracy is caught."""
-    from harness.data import DatasetNotFound
+    from harness.spec.datasets import DatasetNotFound
 
     try:
         return _world(load_suite(str(ROOT / "tests" / "suites" / "fmnist-tiny.toml")), session_cache, "random-10")

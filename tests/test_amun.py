@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.cache import ArtifactCache
-from harness.registry import get_method
-from harness.runner import unlearn
-from harness.train import accuracy, predict_logits
+from harness.training.cache import ArtifactCache
+from harness.spec.methods import get_method
+from harness.pipeline.driver import unlearn
+from harness.training.loop import accuracy, predict_logits
 from methods.adversarial import adversarial_set
 
 EPS0 = 0.25  # on 8x8 digits this gives a mix of samples flipped at eps_init and after 1-2 doublings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from harness.cache import ArtifactCache, cache_key
+from harness.training.cache import ArtifactCache, cache_key
 
 
 def test_hit_and_miss(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 
 from harness.evaluate import EVALUATORS
 from harness.evaluate.base import NEEDS, check_evaluation
-from harness.plan import RunOptions, plan_runs, select_methods
-from harness.suite import SuiteError, load_suite, parse_definition, suite_files
+from harness.pipeline.plan import RunOptions, plan_runs, select_methods
+from harness.spec.suite import SuiteError, load_suite, parse_definition, suite_files
 
 SUITES = sorted(suite_files())
 

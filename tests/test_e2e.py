@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from harness.data import DatasetNotFound, load_dataset
-from harness.results import read_results
+from harness.spec.datasets import DatasetNotFound, load_dataset
+from harness.core.results import read_results
 
 
 def _need_fmnist() -> None:
@@ -24,7 +24,7 @@ def test_fmnist_quick_one_seed_has_signal(tmp_path):
     the reference row is a measured floor, and U-LiRA separates methods in the class scenario."""
     _need_fmnist()
     results, cache, site = tmp_path / "results", tmp_path / "cache", tmp_path / "site"
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", "fmnist-quick", "--seeds", "0",
+    cmd = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", "fmnist-quick", "--seeds", "0",
            "--methods", "original,retrain,finetune,random-label,gradient-ascent", "--results", str(results),
            "--cache-dir", str(cache), "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -43,7 +43,7 @@ def test_fmnist_quick_one_seed_has_signal(tmp_path):
         assert original["ulira_acc_boot_lo"] > retrain["ulira_acc_boot_hi"]
     ulira = frame.xs("class-0")["ulira_acc"]
     assert ulira.max() - ulira.min() >= 5 and (ulira < 95).all(), ulira
-    board = subprocess.run([sys.executable, "-m", "harness.cli", "leaderboard", "--results", str(results),
+    board = subprocess.run([sys.executable, "-m", "harness.commands.cli", "leaderboard", "--results", str(results),
                             "--out", str(site), "--suite", "fmnist-quick"], capture_output=True, text=True,
                            timeout=300)
     assert board.returncode == 0, board.stderr
@@ -54,7 +54,7 @@ def test_fmnist_quick_one_seed_has_signal(tmp_path):
 def test_digits_smoke_full_cli(tmp_path):
     """Every registered method and evaluator on one digits seed through the real CLI."""
     results, cache = tmp_path / "results", tmp_path / "cache"
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", "digits-smoke", "--seeds", "0",
+    cmd = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", "digits-smoke", "--seeds", "0",
            "--results", str(results), "--cache-dir", str(cache), "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
@@ -66,7 +66,7 @@ def test_digits_smoke_full_cli(tmp_path):
     rebuilt = frame.groupby("method")["method_reconstructed"].all()
     assert rebuilt["trw"] and not rebuilt["finetune"] and not rebuilt["amun"]
     site = tmp_path / "site"
-    board = subprocess.run([sys.executable, "-m", "harness.cli", "leaderboard", "--results", str(results),
+    board = subprocess.run([sys.executable, "-m", "harness.commands.cli", "leaderboard", "--results", str(results),
                             "--out", str(site), "--suite", "digits-smoke", "--quiet"], capture_output=True,
                            text=True, timeout=300)
     assert board.returncode == 0, board.stderr

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from harness import ensemble
-from harness.models import build_model
-from harness.suite import load_suite
-from harness.train import Recipe, accuracy, predict_logits, train_model
+from harness.spec.architectures import build_model
+from harness.spec.suite import load_suite
+from harness.training.loop import Recipe, accuracy, predict_logits, train_model
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def test_new_recipe_fields_keep_old_cache_keys():
 def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
     """The batched shadow path (a GPU job in the graph) stores each model under the key the sequential path
     loads, with weights equal to rounding."""
-    from harness.artifacts import train_cached, train_cached_many
-    from harness.cache import ArtifactCache
+    from harness.training.reference_models import train_cached, train_cached_many
+    from harness.training.cache import ArtifactCache
 
     suite = dataclasses.replace(load_suite("digits-smoke"), recipe=Recipe(epochs=3, batch_size=64, lr=0.05))
     data = suite.load_data()
@@ -148,8 +148,8 @@ def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
 
 
 def test_the_job_graph_batches_the_shadow_bank_on_a_gpu():
-    from harness.jobs import build_graph
-    from harness.plan import RunOptions, plan_runs, select_methods
+    from harness.pipeline.graph import build_graph
+    from harness.pipeline.plan import RunOptions, plan_runs, select_methods
 
     suite = load_suite("digits-smoke")
     plan = plan_runs(suite, RunOptions(methods=["finetune"], seeds=[0]), select_methods(suite, ["finetune"]))

@@ -16,12 +16,12 @@ from harness.evaluate.distribution import kl_tv
 from harness.evaluate.rmia import rmia_scores
 from harness.evaluate.salun_mia import mia_efficacy
 from harness.evaluate.ulira import logit_confidence, ulira_attack
-from harness.membership import percentile_interval, shadow_bootstrap
-from harness.registry import get_method
-from harness.results import EXAMPLES_DIR, read_results
-from harness.runner import RunOptions, SeedContext, run_suite
-from harness.shadow import shadow_bank, shadow_halves
-from harness.suite import load_suite
+from harness.core.attack_stats import percentile_interval, shadow_bootstrap
+from harness.spec.methods import get_method
+from harness.core.results import EXAMPLES_DIR, read_results
+from harness.pipeline.driver import RunOptions, SeedContext, run_suite
+from harness.training.shadow_bank import shadow_bank, shadow_halves
+from harness.spec.suite import load_suite
 
 CPU = torch.device("cpu")
 
@@ -126,7 +126,7 @@ def test_ulira_reference_goes_through_the_attack_on_digits_class(digits_suite, s
 
 @pytest.fixture(scope="module")
 def fmnist_cache(tmp_path_factory):
-    from harness.cache import ArtifactCache
+    from harness.training.cache import ArtifactCache
 
     return ArtifactCache(tmp_path_factory.mktemp("fmnist-cache"))
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.executors import (
+from harness.pipeline.executors import (
     ExecutorError,
     LocalExecutor,
     PoolExecutor,
@@ -19,11 +19,11 @@ from harness.executors import (
     make_executor,
     run_graph,
 )
-from harness.jobs import Job, JobResult, build_graph
-from harness.results import read_results
-from harness.runner import RunOptions, RunSummary, plan_runs, run_suite, select_methods
-from harness.suite import load_suite
-from harness.verify import ENVIRONMENT_COLUMNS
+from harness.pipeline.graph import Job, JobResult, build_graph
+from harness.core.results import read_results
+from harness.pipeline.driver import RunOptions, RunSummary, plan_runs, run_suite, select_methods
+from harness.spec.suite import load_suite
+from harness.commands.verify import ENVIRONMENT_COLUMNS
 
 # Columns that measure time or when a row was written (verify's environment columns): they differ between any
 # two runs.
@@ -132,7 +132,7 @@ def test_cache_check_names_the_folder_when_a_worker_cannot_see_it(tmp_path):
 
     class ElsewhereWorker(LocalExecutor):  # a worker on a node where this path is a different, empty folder
         def check_cache(self, token_name: str, token: str):
-            from harness.jobs import probe_cache
+            from harness.pipeline.graph import probe_cache
 
             return [probe_cache(str(tmp_path / "other-node"), token_name, token)]
 
@@ -155,7 +155,7 @@ def test_cli_flags_reach_run_options(monkeypatch, tmp_path):
     from harness import cli
 
     seen = {}
-    monkeypatch.setattr("harness.runner.run_suite", lambda suite, options: seen.setdefault("o", options) and
+    monkeypatch.setattr("harness.pipeline.driver.run_suite", lambda suite, options: seen.setdefault("o", options) and
                         RunSummary())
     cli.main(["run", "--suite", "digits-smoke", "--jobs", "3", "--executor", "ray", "--ray-address", "auto",
               "--results", str(tmp_path)])
@@ -177,7 +177,7 @@ def test_every_worker_uses_the_fixed_thread_count(tmp_path):
 
 
 def test_pool_workers_are_packed_round_robin_onto_gpus():
-    from harness.executors import worker_device
+    from harness.pipeline.executors import worker_device
 
     assert [worker_device("cuda", i, 2) for i in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
     assert worker_device("auto", 3, 4) == "cuda:3" and worker_device("auto", 3, 0) == "auto"
@@ -186,7 +186,7 @@ def test_pool_workers_are_packed_round_robin_onto_gpus():
 
 def test_each_pool_worker_gets_its_own_index(tmp_path):
     """What GPU packing relies on: N spawned workers, indices 0..N-1, one per process."""
-    from harness.executors import pool_worker_info
+    from harness.pipeline.executors import pool_worker_info
 
     executor = PoolExecutor(job_env(load_suite("digits-smoke"), RunOptions(device="cpu"), tmp_path), 2)
     try:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.clipping import SpectralClipper, clipping_hook, linear_map, power_iteration
+from harness.training.clipping import SpectralClipper, clipping_hook, linear_map, power_iteration
 
 
 def explicit_matrix(layer: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
@@ -89,8 +89,8 @@ def test_train_model_with_clip(digits_suite):
     """The harness's training loop calls the hook; the trained digits MLP ends clipped at its last clip step."""
     from dataclasses import replace
 
-    from harness.models import build_model
-    from harness.train import train_model
+    from harness.spec.architectures import build_model
+    from harness.training.loop import train_model
 
     data = digits_suite.load_data()
     x, y = data.train_x[:256], data.train_y[:256]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.results import read_results
+from harness.core.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "gaming-digits.toml"
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow  # one CLI run: 3 seeds x 5 methods, 8 audit runs 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory) -> pd.DataFrame:
     tmp = tmp_path_factory.mktemp("gaming")
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", str(SUITE), "--results", str(tmp / "results"),
+    cmd = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", str(SUITE), "--results", str(tmp / "results"),
            "--cache-dir", str(tmp / "cache"), "--no-progress", "--methods", "original,retrain,finetune", "--set", "finetune.epochs=3",
            "--plugin", str(PLUGINS / "audit_guesser.py"), "--plugin", str(PLUGINS / "fresh_retrain.py")]
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.artifacts import get_oracle
-from harness.cache import ArtifactCache
-from harness.execution import build_task, call_method, task_memoizer
-from harness.integrity import COPY_TV_FRACTION, functional_copy_check, oracle_copy_reason, state_hash
-from harness.isolation import Isolation, IsolationLimits, MethodFault
-from harness.plugins import load_plugin_file
-from harness.registry import get_method
-from harness.runner import RunOptions, run_suite
-from harness.splits import hash_indices
+from harness.training.reference_models import get_oracle
+from harness.training.cache import ArtifactCache
+from harness.isolation.method_call import build_task, call_method, task_memoizer
+from harness.pipeline.oracle_copy import COPY_TV_FRACTION, functional_copy_check, oracle_copy_reason, state_hash
+from harness.isolation.workers import Isolation, IsolationLimits, MethodFault
+from harness.isolation.plugins import load_plugin_file
+from harness.spec.methods import get_method
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.splits import hash_indices
 
 
 def _plugin(tmp_path: Path, body: str, **names: str) -> tuple[str, Path]:
@@ -51,7 +51,7 @@ def probe(task, *, oracle_hash: str = "", test_hash: str = "", needle: str = "")
 
     The sandbox lets nothing out but the answer, so the findings travel in the error of a failed row.
     """
-    from harness.integrity import state_hash
+    from harness.pipeline.oracle_copy import state_hash
     found = {"oracle": False, "test": False, "strings": 0}
     for obj in gc.get_objects():
         if isinstance(obj, torch.nn.Module):
@@ -124,7 +124,7 @@ def test_cached_artifacts_go_through_the_parent(tmp_path, digits_random):
                 raise RuntimeError(f"computed {len(COMPUTED)} times")
             return task.model
     ''')
-    from harness.cache import ArtifactCache
+    from harness.training.cache import ArtifactCache
 
     cache = ArtifactCache(tmp_path / "cache")
     with Isolation(IsolationLimits(timeout_s=120, memory_mb=2048)) as iso:
@@ -152,7 +152,7 @@ def test_bad_outputs_and_cache_requests_are_refused(tmp_path, digits_random, bod
         def bad(task):
             {body}
     ''')
-    from harness.cache import ArtifactCache
+    from harness.training.cache import ArtifactCache
 
     with Isolation(IsolationLimits(timeout_s=60, memory_mb=2048)) as iso, pytest.raises(MethodFault) as info:
         _run(iso, world := digits_random, name, cache=ArtifactCache(tmp_path / "c"), original_key="k")
@@ -237,7 +237,7 @@ def test_a_plugin_that_returns_the_cached_oracle_gets_an_invalid_row(tmp_path, d
     """Without the sandbox a hostile plugin reads the oracle file from the cache folder and returns it."""
     monkeypatch.setenv("UNLEARN_BENCH_SANDBOX", "none")  # the sandbox would hide the file (tests/test_sandbox.py)
     world = digits_random
-    from harness.artifacts import model_key
+    from harness.training.reference_models import model_key
 
     oracle_file = world.cache.paths("oracle", model_key(world.suite, world.data, "oracle", world.split.retain,
                                                         world.split.seed))[0]

@@ -23,8 +23,8 @@ from harness.evaluate.klom import (
     w1_distance,
 )
 from harness.evaluate.ulira import logit_confidence
-from harness.results import EXAMPLES_DIR
-from harness.shadow import shadow_bank
+from harness.core.results import EXAMPLES_DIR
+from harness.training.shadow_bank import shadow_bank
 
 
 def gaussian_kl(m1: float, s1: float, m2: float, s2: float) -> float:
@@ -168,7 +168,7 @@ def test_unknown_option_names_the_closest_one():
 def test_klom_end_to_end_on_digits(tmp_path, digits_suite):
     """Original scores worse than the retrain floor; the floor is measured (> 0); per-example and draw tables sit
     next to U-LiRA's; the per-method value is the same on every seed's row; KLoM adds no method run."""
-    from harness.runner import RunOptions, run_suite
+    from harness.pipeline.driver import RunOptions, run_suite
 
     evaluate = {"evaluators": ["accuracy", "klom"], "shadow_models": 8, "klom": {"bootstrap": 40}}
     suite = dataclasses.replace(digits_suite, evaluate=evaluate, scenarios=("random-10", "class-3"))

@@ -13,8 +13,8 @@ from torch import nn
 from harness.evaluate import EvalContext, get_evaluator
 from harness.evaluate.mia_nn import member_rate, neighbour_classes
 from harness.evaluate.rmia import rmia_aucs
-from harness.splits import Scenario, Split
-from harness.suite import SuiteData, load_suite
+from harness.spec.splits import Scenario, Split
+from harness.spec.suite import SuiteData, load_suite
 
 CPU = torch.device("cpu")
 
@@ -154,7 +154,7 @@ def test_cluster_bootstrap_equals_recomputing_on_the_resampled_data():
     """Re-weighting clusters must give exactly what rebuilding each resample and scoring it gives."""
     from sklearn.metrics import roc_auc_score
 
-    from harness.membership import shadow_bootstrap
+    from harness.core.attack_stats import shadow_bootstrap
 
     rng = np.random.default_rng(0)
     clusters = rng.integers(0, 4, 600)

@@ -16,7 +16,7 @@ from test_leaderboard_stats import SUITE, build_digits_results
 from test_leaderboard_verdicts import SUITE as STATS_SUITE
 from test_leaderboard_verdicts import SUITE_FILE, build_stats_results
 
-from harness.results import row_hash
+from harness.core.results import row_hash
 from leaderboard.render import build_boards, render_leaderboards
 
 ROOT = Path(__file__).resolve().parent.parent

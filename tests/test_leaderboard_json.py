@@ -11,7 +11,7 @@ import math
 import pytest
 from test_leaderboard_verdicts import SUITE, SUITE_FILE, stats_results  # noqa: F401 (a fixture)
 
-from harness.cli import main
+from harness.commands.cli import main
 from leaderboard.pareto import dominates
 from leaderboard.render import build_boards
 from leaderboard.stats import rank_values

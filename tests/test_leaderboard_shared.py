@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.cli import main
-from harness.membership import shadow_bootstrap
-from harness.results import EXAMPLES_DIR, read_results
-from harness.runner import RunOptions, run_suite
-from harness.suite import load_suite
+from harness.commands.cli import main
+from harness.core.attack_stats import shadow_bootstrap
+from harness.core.results import EXAMPLES_DIR, read_results
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.suite import load_suite
 from leaderboard.render import build_boards, render_leaderboards
 from leaderboard.stats import bootstrap_p
 

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from harness.cli import main
-from harness.registry import all_methods
-from harness.results import read_results, row_hash
-from harness.runner import RunOptions, run_suite
-from harness.suite import load_suite
+from harness.commands.cli import main
+from harness.spec.methods import all_methods
+from harness.core.results import read_results, row_hash
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.suite import load_suite
 from leaderboard.aggregate import sort_key
 from leaderboard.board import build_suite_board
 from leaderboard.compare import compare_entries, to_json, to_text

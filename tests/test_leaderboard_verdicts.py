@@ -21,8 +21,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
 
-from harness.cli import main
-from harness.results import read_results
+from harness.commands.cli import main
+from harness.core.results import read_results
 from leaderboard.aggregate import Metric, SortKey, aggregate_scenario
 from leaderboard.board import build_suite_board
 from leaderboard.overall import rank_overall
@@ -38,7 +38,7 @@ ALPHA = 0.05
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """``unlearn-bench ARGS`` in a fresh interpreter (its plugins never leak into this process's registry)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "harness.commands.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

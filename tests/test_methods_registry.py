@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.execution import call_method
-from harness.hparams import resolve_hparams
-from harness.registry import all_methods
-from harness.train import accuracy
+from harness.isolation.method_call import call_method
+from harness.spec.hparams import resolve_hparams
+from harness.spec.methods import all_methods
+from harness.training.loop import accuracy
 
 # Spec defaults of these methods are calibrated for CIFAR-sized forget sets (4,500 images, dozens of steps
 # per epoch). On the small fixtures (~100-150 forget images, 1-2 steps per epoch) they barely move the model,

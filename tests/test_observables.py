@@ -11,9 +11,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from harness.plugins import load_plugin_file
-from harness.runner import RunOptions, run_suite
-from harness.suite import load_suite
+from harness.isolation.plugins import load_plugin_file
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.suite import load_suite
 
 PROBE = Path(__file__).parent / "plugins_gaming" / "observer.py"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.results import read_results
+from harness.core.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("unlearn-bench")
@@ -134,7 +134,7 @@ BROKEN = {
     """,
     "broken_raise": """
         from harness import register_method
-        from harness.train import cross_entropy_loss, optimize, sgd
+        from harness.training.loop import cross_entropy_loss, optimize, sgd
 
         @register_method("broken-raise")
         def method(task):

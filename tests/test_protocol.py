@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.protocol import (
+from harness.spec.scoring import (
     HEADLINES,
     floor_gaps,
     floor_scale,

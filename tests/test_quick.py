@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import read_results
+from harness.core.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "examples" / "my_method.py"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # three CLI runs on digits (~30 s)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.commands.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600, check=False)
 
 

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.results import read_results
+from harness.core.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "harness.cli"]
+CLI = [sys.executable, "-m", "harness.commands.cli"]
 METHODS = "finetune,original,retrain"
 # digits-smoke with the accuracy evaluator only: these tests are about rows, not metrics, and must stay fast.
 SMOKE = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
@@ -116,7 +116,7 @@ def test_a_bit_flip_in_a_cached_oracle_is_detected_and_recomputed(tmp_path, warm
     assert "corrupt cache artifact" in done.stderr and victim.name in done.stderr
     assert "1 corrupt recomputed" in done.stdout
     assert all(r["status"] == "ok" for r in check_rows(results, 4))
-    from harness.cache import ArtifactCache
+    from harness.training.cache import ArtifactCache
 
     ArtifactCache(cache).load("oracle", victim.stem)  # the recomputed file verifies
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from harness.results import read_results
-from harness.runner import RunOptions, run_suite
-from harness.suite import Suite, load_suite
+from harness.core.results import read_results
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.suite import Suite, load_suite
 
 METHODS = ["original", "retrain", "finetune"]
 
@@ -79,7 +79,7 @@ def test_unknown_names_get_did_you_mean(run_dirs):
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--suite", "fmnist-quik", "--results", str(tmp_path)]
+    cmd = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", "fmnist-quik", "--results", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "unknown suite 'fmnist-quik'; did you mean 'fmnist-quick'" in proc.stderr
@@ -134,7 +134,7 @@ def test_an_evaluator_failure_is_a_failed_row_and_the_others_go_on(run_dirs):
 
 def test_a_second_run_in_the_same_process_writes_its_own_side_tables(tmp_path):
     """Per-process memos must not outlive a run: a memoised U-LiRA result would skip the second run's tables."""
-    from harness.results import EXAMPLES_DIR
+    from harness.core.results import EXAMPLES_DIR
 
     suite = dataclasses.replace(load_suite("digits-smoke"), evaluate={"evaluators": ["accuracy", "ulira"],
                                                                        "shadow_models": 2})

@@ -28,20 +28,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.artifacts import get_oracle
-from harness.cache import ArtifactCache
-from harness.execution import method_family
-from harness.integrity import COPY_TV_FRACTION, oracle_copy_reason
-from harness.plugin_import import import_plugin_file
-from harness.plugins import load_plugin_file, load_plugins
-from harness.registry import PluginError, get_method
-from harness.results import read_results
-from harness.runner import RunOptions, run_suite
-from harness.sandbox import bwrap_argv, bwrap_problem, hidden_paths
+from harness.training.reference_models import get_oracle
+from harness.training.cache import ArtifactCache
+from harness.isolation.method_call import method_family
+from harness.pipeline.oracle_copy import COPY_TV_FRACTION, oracle_copy_reason
+from harness.isolation.plugin_import import import_plugin_file
+from harness.isolation.plugins import load_plugin_file, load_plugins
+from harness.spec.methods import PluginError, get_method
+from harness.core.results import read_results
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.isolation.sandbox import bwrap_argv, bwrap_problem, hidden_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "tests" / "plugins_hostile"
-CLI = [sys.executable, "-m", "harness.cli"]
+CLI = [sys.executable, "-m", "harness.commands.cli"]
 SMOKE = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
 # digits-smoke with the accuracy evaluator only: these tests are about what a method can reach, not metrics.
 FAST_SUITE = Path(tempfile.mkdtemp(prefix="unlearn-bench-sandbox-")) / "digits-smoke-fast.toml"
@@ -209,7 +209,7 @@ def test_without_bubblewrap_the_rows_say_so(tmp_path, warm):
 def test_a_noisy_oracle_copy_is_flagged_by_its_predictions(tmp_path, warm):
     """The oracle smuggled into the plugin's own source, returned with 0.1% weight noise: the weight check
     misses it, the functional check (predictions on the test split vs two retrains) does not."""
-    from harness.suite import load_suite
+    from harness.spec.suite import load_suite
 
     suite = load_suite(str(FAST_SUITE))
     data = suite.load_data()
@@ -230,7 +230,7 @@ def test_a_noisy_oracle_copy_is_flagged_by_its_predictions(tmp_path, warm):
     honest = rows["finetune"]
     assert honest["status"] == "ok" and honest["copy_tv"] > COPY_TV_FRACTION * honest["oracle_pair_tv"]
     # The same perturbation, rebuilt here: by weights alone it is not a copy (which is why the check exists).
-    from harness.artifacts import get_original
+    from harness.training.reference_models import get_original
 
     original = get_original(suite, data, cache, 0, torch.device("cpu")).model
     noisy = copy.deepcopy(oracle)
@@ -325,8 +325,8 @@ def test_shadow_runs_are_sandboxed_too(tmp_path, digits_random, monkeypatch):
 # ---------------------------------------------------------------------------------------------- the pieces
 def test_a_closed_plugin_server_is_restarted_for_its_next_run(tmp_path, digits_random, monkeypatch):
     """Plugin fork servers beyond MAX_PLUGIN_SERVERS are closed; a worker of a closed one is replaced."""
-    from harness import sandbox
-    from harness.isolation import Isolation, IsolationLimits
+    from harness.isolation.workers import sandbox
+    from harness.isolation.workers import Isolation, IsolationLimits
 
     monkeypatch.setattr(sandbox, "MAX_PLUGIN_SERVERS", 1)
     world = digits_random

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from harness.registry import get_method
-from harness.train import accuracy
+from harness.spec.methods import get_method
+from harness.training.loop import accuracy
 from methods.trw import class_similarity_weights, tilted_target
 
 

@@ -13,21 +13,21 @@ import pandas as pd
 import pytest
 import torch
 
-import harness.data
-import harness.jobs
-import harness.run
-import harness.suite
-import harness.tune.command
-import harness.tune.validation
-from harness.hparams import suite_layer, tuning_record
-from harness.names import Registry
-from harness.plan import RunOptions, plan_runs, select_methods
-from harness.registry import MethodSpec, PluginError, all_methods, register_method
-from harness.runner import run_suite
-from harness.suite import load_suite, parse_suite
-from harness.tune.command import TuneRequest, run_tune, tunable_methods
-from harness.tune.space import Choice, IntRange, LogUniform, Uniform, at_bound, check_space, knob_from_dict
-from harness.tune.validation import make_validation_suite, validation_seeds
+import harness.spec.datasets
+import harness.pipeline.graph
+import harness.pipeline.row
+import harness.spec.suite
+import harness.commands.tune.command
+import harness.commands.tune.validation
+from harness.spec.hparams import suite_layer, tuning_record
+from harness.core.registry import Registry
+from harness.pipeline.plan import RunOptions, plan_runs, select_methods
+from harness.spec.methods import MethodSpec, PluginError, all_methods, register_method
+from harness.pipeline.driver import run_suite
+from harness.spec.suite import load_suite, parse_suite
+from harness.commands.tune.command import TuneRequest, run_tune, tunable_methods
+from harness.spec.search_space import Choice, IntRange, LogUniform, Uniform, at_bound, check_space, knob_from_dict
+from harness.commands.tune.validation import make_validation_suite, validation_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "harness" / "suites"
@@ -99,7 +99,7 @@ def test_a_method_without_a_search_space_gets_a_clear_error(monkeypatch):
         return task.model
 
     spec = MethodSpec("no-space", plain, ("random", "class"), True, {"lr": 0.01}, "plugin")
-    monkeypatch.setitem(harness.registry.METHODS, "no-space", spec)
+    monkeypatch.setitem(harness.spec.methods.METHODS, "no-space", spec)
     with pytest.raises(PluginError, match="declares no search space"):
         tunable_methods(load_suite("digits-smoke"), ["no-space"], [])
     with pytest.raises(KeyError, match="did you mean 'finetune'"):
@@ -202,7 +202,7 @@ class Forbidden(torch.Tensor):
 @pytest.fixture()
 def guarded(monkeypatch):
     """Make the test split raise when read, and record every (scenario, seed) a split is made for."""
-    real_load, real_split = harness.data.load_dataset, harness.suite.make_split
+    real_load, real_split = harness.spec.datasets.load_dataset, harness.spec.suite.make_split
     splits: list[tuple[str, int]] = []
 
     def load(name, root=None):
@@ -214,9 +214,9 @@ def guarded(monkeypatch):
         splits.append((scenario.name, seed))
         return real_split(suite, scenario, seed, train_y, test_y, pool)
 
-    for module in (harness.suite, harness.tune.validation, harness.tune.command):
+    for module in (harness.spec.suite, harness.commands.tune.validation, harness.commands.tune.command):
         monkeypatch.setattr(module, "load_dataset", load)
-    monkeypatch.setattr(harness.suite, "make_split", split)  # every split is made through Suite.split
+    monkeypatch.setattr(harness.spec.suite, "make_split", split)  # every split is made through Suite.split
     return splits
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.names import Registry
-from harness.registry import PluginError, register_method
-from harness.suite import SuiteError, parse_suite
+from harness.commands.cli import main
+from harness.core.registry import Registry
+from harness.spec.methods import PluginError, register_method
+from harness.spec.suite import SuiteError, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
@@ -54,7 +54,7 @@ def test_malformed_suites_name_file_field_and_allowed_values(text, message):
 def test_the_cli_rejects_a_malformed_suite_file_before_training(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(_variant("seeds = [0, 1]", "seeds = [0, 0]"))
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--suite", str(bad), "--results",
+    done = subprocess.run([sys.executable, "-m", "harness.commands.cli", "run", "--suite", str(bad), "--results",
                            str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
@@ -97,8 +97,8 @@ def test_bad_selections_fail_before_any_training(tmp_path, capsys, args, message
 
 
 def test_a_seed_the_suite_lacks_is_allowed(tmp_path):
-    from harness.runner import RunOptions, plan_runs, select_methods
-    from harness.suite import load_suite
+    from harness.pipeline.driver import RunOptions, plan_runs, select_methods
+    from harness.spec.suite import load_suite
 
     suite = load_suite("digits-smoke")
     options = RunOptions(methods=["original"], seeds=[7], results_root=tmp_path)
@@ -121,7 +121,7 @@ def test_plugin_signatures_are_checked_at_registration(define, message):
 
 
 def test_a_plugin_file_that_fails_to_import_becomes_a_failed_row(tmp_path):
-    from harness.results import read_results
+    from harness.core.results import read_results
 
     bad = tmp_path / "broken_plugin.py"
     bad.write_text("import not_a_real_module_xyz\n")
@@ -161,7 +161,7 @@ def test_unknown_evaluator_name_gets_did_you_mean(tmp_path, capsys):
 
 def test_a_reader_that_stops_early_is_not_an_error():
     """`unlearn-bench methods | head -1`: the closed pipe ends the command quietly, without a traceback."""
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "methods"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.commands.cli", "methods"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     first = proc.stdout.readline()
     proc.stdout.close()  # what `head -1` does after its line

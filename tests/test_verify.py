@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.results import row_hash
-from harness.verify import (
+from harness.core.results import row_hash
+from harness.commands.verify import (
     ERROR,
     MATCH,
     MISMATCH,
@@ -149,8 +149,8 @@ def _rewrite(path: Path, **changes) -> None:
 def test_verify_in_process_on_a_custom_suite(tmp_path):
     """A suite that is not built in is re-derived from the definition stored in its rows; an edited metric,
     an edited suite definition and an unregistered method are each reported."""
-    from harness.runner import RunOptions, run_suite
-    from harness.suite import load_suite
+    from harness.pipeline.driver import RunOptions, run_suite
+    from harness.spec.suite import load_suite
 
     text = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
     text = text.replace('name = "digits-smoke"', 'name = "verify-digits"').replace("epochs = 15", "epochs = 3")
@@ -199,7 +199,7 @@ def test_verify_cli_reports_the_genuine_row_as_match_and_the_edited_row_as_misma
     """From nothing: run two digits-smoke rows through the real CLI, edit one (with a valid row hash), verify
     the folder: one match, one mismatch naming the edited metric, exit status 1, records for the leaderboard."""
     results, cache = tmp_path / "results", tmp_path / "cache"
-    run = [sys.executable, "-m", "harness.cli", "run", "--suite", "digits-smoke", "--seeds", "0",
+    run = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", "digits-smoke", "--seeds", "0",
            "--scenarios", "random-10", "--methods", "original,finetune", "--set", "finetune.epochs=1",
            "--results", str(results), "--cache-dir", str(cache), "--no-progress"]
     proc = subprocess.run(run, check=False, cwd=ROOT, capture_output=True, text=True, timeout=1200)
@@ -208,7 +208,7 @@ def test_verify_cli_reports_the_genuine_row_as_match_and_the_edited_row_as_misma
     files = {pq.read_table(p).to_pylist()[0]["method"]: p for p in folder.glob("*.parquet")}
     edited = pq.read_table(files["finetune"]).to_pylist()[0]
     _rewrite(files["finetune"], retain_acc=edited["retain_acc"] - 2.0)
-    check = [sys.executable, "-m", "harness.cli", "verify", str(results), "--sample", "0",
+    check = [sys.executable, "-m", "harness.commands.cli", "verify", str(results), "--sample", "0",
              "--cache-dir", str(cache)]
     proc = subprocess.run(check, check=False, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -217,7 +217,7 @@ def test_verify_cli_reports_the_genuine_row_as_match_and_the_edited_row_as_misma
     assert ": mismatch" in lines["finetune"] and "retain_acc" in lines["finetune"], proc.stdout
     assert "1 of 2 re-run rows match" in proc.stdout
     assert sorted(recheck_status(_frame(folder), results)) == ["mismatch", "verified"]
-    board = [sys.executable, "-m", "harness.cli", "leaderboard", "--results", str(results), "--suite",
+    board = [sys.executable, "-m", "harness.commands.cli", "leaderboard", "--results", str(results), "--suite",
              "digits-smoke", "--out", str(tmp_path / "site"), "--quiet"]
     proc = subprocess.run(board, check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.train import accuracy
+from harness.training.loop import accuracy
 
 
 @register_evaluator("accuracy", metrics=[

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.cache import cache_key
-from harness.hparams import config_hash
-from harness.registry import did_you_mean
+from harness.training.cache import cache_key
+from harness.spec.hparams import config_hash
+from harness.spec.methods import did_you_mean
 
 if TYPE_CHECKING:
-    from harness.cache import ArtifactCache
-    from harness.registry import MethodSpec
-    from harness.splits import Split
-    from harness.suite import Suite, SuiteData
+    from harness.training.cache import ArtifactCache
+    from harness.spec.methods import MethodSpec
+    from harness.spec.splits import Split
+    from harness.spec.suite import Suite, SuiteData
 
 
 # Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an
@@ -63,7 +63,7 @@ class EvalContext:
     method: MethodSpec | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     # Runs the current method (same hyper-parameters) on another original/forget/retain and returns an
-    # ``harness.run.Unlearned`` (model and cost); used by the per-example attacks, whose shadow models must be
+    # ``harness.pipeline.row.Unlearned`` (model and cost); used by the per-example attacks, whose shadow models must be
     # unlearned by the method under test.
     unlearn: Callable[..., Any] | None = None
     # How ``unlearn`` runs the method (harness/sandbox.py mode, or "off" in-process): part of

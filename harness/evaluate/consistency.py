@@ -37,8 +37,8 @@ from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import BankRuns, bank_signals, method_bank_runs, per_method_result, pool_signals
-from harness.protocol import ORACLE_METHOD
-from harness.shadow import ShadowBank, shadow_bank
+from harness.spec.scoring import ORACLE_METHOD
+from harness.training.shadow_bank import ShadowBank, shadow_bank
 
 DEFAULTS = {"alpha": 0.01, "time_factor": 3.0, "time_min_seconds": 1.0}
 STATISTICS = ("auc", "shift", "time")

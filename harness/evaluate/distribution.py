@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.train import predict_logits
+from harness.training.loop import predict_logits
 
 
 def kl_tv(model: nn.Module, reference: nn.Module, x: torch.Tensor) -> tuple[float, float]:

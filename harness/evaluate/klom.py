@@ -12,7 +12,7 @@ rather than comparing one unlearned model with one oracle:
 * reported: the median and the 95th percentile over the forget, retain and test examples (class scenarios: the
   test images of the remaining classes).
 
-**Which models** (all from the shadow bank, :mod:`harness.shadow`, and the method's runs on it that U-LiRA makes
+**Which models** (all from the shadow bank, :mod:`harness.training.shadow_bank`, and the method's runs on it that U-LiRA makes
 anyway: KLoM costs no method run of its own). For a forget example x, the unlearned sample is the method's runs
 on the shadows that forgot x; the references are the bank's retrained models that never saw x (the retrained
 counterparts of the shadows whose half excludes x). Both are models of the same size trained on the same kind of
@@ -60,9 +60,9 @@ from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import bank_signals, method_bank_runs, per_method_result
-from harness.hparams import config_hash
-from harness.membership import percentile_interval
-from harness.shadow import ShadowBank, shadow_bank
+from harness.spec.hparams import config_hash
+from harness.core.attack_stats import percentile_interval
+from harness.training.shadow_bank import ShadowBank, shadow_bank
 
 DEFAULTS = {"bins": 0, "floor": 1e-3, "clip": 100.0, "bootstrap": 200}
 SETS = ("forget", "retain", "test")

@@ -30,9 +30,9 @@ from sklearn.svm import SVC
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.names import did_you_mean
-from harness.shadow import shadow_bank
-from harness.train import predict_logits
+from harness.core.registry import did_you_mean
+from harness.training.shadow_bank import shadow_bank
+from harness.training.loop import predict_logits
 
 DEFAULTS = {"variant": "member-rate", "features": "softmax", "neighbours": 1, "C": 3.0, "gamma": "auto"}
 FEATURES = ("softmax", "logits", "compact", "neighbour")

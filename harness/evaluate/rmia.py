@@ -1,7 +1,7 @@
 """Online RMIA as AMUN uses it (checked against AMUN's code), with the shadow originals as references.
 
 Pool P = the suite's train pool ∪ test set. Reference models = the N shadow originals of
-:mod:`harness.shadow` (each trained on a random half of the train pool, every train example in exactly half
+:mod:`harness.training.shadow_bank` (each trained on a random half of the train pool, every train example in exactly half
 of them). Signal: the SM-Taylor-softmax of the true label (logits / T, Taylor exponential with n terms,
 soft margin m). For the evaluated model θ: r(x) = s_θ(x) / prior(x); score(x) = fraction of z ∈ P \\ {x} with r(x) / r(z) > γ, computed by
 sorting r once and binary-searching r(x)/γ (O(|P| log |P|) instead of |P|²).
@@ -32,9 +32,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.shadow import shadow_count, shadow_originals
-from harness.splits import Split
-from harness.train import predict_logits
+from harness.training.shadow_bank import shadow_count, shadow_originals
+from harness.spec.splits import Split
+from harness.training.loop import predict_logits
 
 DEFAULTS = {"temperature": 2.0, "taylor_n": 4, "margin": 0.6, "gamma": 2.0, "subsamples": 3, "prior": "out"}
 

@@ -25,8 +25,8 @@ from sklearn.svm import SVC
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.splits import stable_seed
-from harness.train import predict_logits
+from harness.spec.splits import stable_seed
+from harness.training.loop import predict_logits
 
 DEFAULTS = {"members": "random", "nonmembers": "test_retain", "C": 3.0, "gamma": "auto"}
 

@@ -4,7 +4,7 @@ The numeric settings of Hayes et al. could not be verified, so this is *our inst
 a suite option (``[evaluate.ulira]``) and the metrics carry ``reconstructed=True``.
 
 The attack scores a *method*, not one model: the method under test is run (with its hyper-parameters) on
-each of the N shadow originals of the shadow bank (:mod:`harness.shadow`), giving unlearned shadows ``U_i``.
+each of the N shadow originals of the shadow bank (:mod:`harness.training.shadow_bank`), giving unlearned shadows ``U_i``.
 The signal is the logit-scaled confidence ``phi = log p_y - log sum_{k != y} p_k``. The question it asks is
 the one of Hayes et al.: *under the same unlearned model*, does an example look forgotten or never seen?
 
@@ -18,7 +18,7 @@ per example with ``variance = "per-example"``). Each shadow i is attacked with s
 outside its complementary pair only (see :func:`ulira_attack` for why not just i): positives
 ``(U_i, x in F_i)``, negatives ``(U_i, x outside H_i)``. Reported: balanced accuracy at likelihood ratio 1,
 ROC AUC and TPR at 1% FPR, in percent, accuracy and AUC with a 95% cluster-bootstrap interval over shadow
-pairs (:mod:`harness.membership`), and the label-shuffle control (``ulira_shuffle_acc``: membership labels of the
+pairs (:mod:`harness.core.attack_stats`), and the label-shuffle control (``ulira_shuffle_acc``: membership labels of the
 fitting observations permuted within each example; it must sit at chance).
 
 Nothing is hard-coded for the ``retrain`` reference: its "unlearned" shadows are the bank's retrained
@@ -44,22 +44,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness.cache import cache_key
+from harness.training.cache import cache_key
 from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
-from harness.hparams import config_hash
-from harness.membership import (
+from harness.spec.hparams import config_hash
+from harness.core.attack_stats import (
     fit_example_gaussians,
     normal_logpdf,
     percentile_interval,
     shadow_bootstrap,
     summarize_attack,
 )
-from harness.protocol import ORACLE_METHOD
-from harness.results import examples_path
-from harness.results import write_examples as write_side_table
-from harness.shadow import ShadowBank, shadow_bank
-from harness.splits import stable_seed
-from harness.train import predict_logits
+from harness.spec.scoring import ORACLE_METHOD
+from harness.core.results import examples_path
+from harness.core.results import write_examples as write_side_table
+from harness.training.shadow_bank import ShadowBank, shadow_bank
+from harness.spec.splits import stable_seed
+from harness.training.loop import predict_logits
 
 DEFAULTS = {"variance": "global", "min_count": 3, "fpr": 0.01, "bootstrap": 1000}
 
@@ -111,7 +111,7 @@ def ulira_attack(phi: np.ndarray, in_forget: np.ndarray, in_half: np.ndarray, va
     Targets come in matched pairs: for a complementary pair of shadows (i, i') and an example x that i forgot,
     the positive is (i, x) and the negative is (i', x) -- the same example under the partner shadow, which
     never saw it. Both are scored with Gaussians fitted on the shadows outside that pair only (``pairs[i]``,
-    default ``i // 2`` as :func:`harness.shadow.shadow_halves` builds them), so under no leakage a positive
+    default ``i // 2`` as :func:`harness.training.shadow_bank.shadow_halves` builds them), so under no leakage a positive
     and its negative face the same fit with identically distributed signals, and the balanced accuracy is 50
     in expectation. Leaving out only shadow i would bias it: x is in exactly one half of every pair, so
     dropping i alone removes an IN observation of x for a positive and an OUT one for a negative, and the side

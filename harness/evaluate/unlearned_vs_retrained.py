@@ -8,14 +8,14 @@ unlearned model; this one is decided by any global difference between an unlearn
 it saturates near 100 for most methods on small suites (on fmnist-quick class-0, 9 of 12 methods score 95.6 to
 100; TRW, SCRUB and NegGrad+ 65-88), which is why U-LiRA dropped it as its default.
 
-Class scenarios, per method, on the shadow bank (:mod:`harness.shadow`). It reuses the method's runs on the
+Class scenarios, per method, on the shadow bank (:mod:`harness.training.shadow_bank`). It reuses the method's runs on the
 shadows that U-LiRA caches (:func:`harness.evaluate.ulira.unlearned_shadow_signals`; no new runs):
 
 * signal: U-LiRA's logit-scaled confidence phi of the forgotten class, on the forget-class training images
   inside each shadow's half (the images that shadow's original trained on and its forget set holds);
 * IN: phi under the method's unlearned shadow U_i; OUT: phi under the bank's retrained counterpart R_i of the
   same shadow (trained from scratch on its half without the class);
-* each (U_i, R_i) pair is held out in turn: per-example Gaussians (:func:`harness.membership.fit_example_gaussians`)
+* each (U_i, R_i) pair is held out in turn: per-example Gaussians (:func:`harness.core.attack_stats.fit_example_gaussians`)
   are fitted on the other pairs, then every forget-class image of shadow i is scored under U_i (positive) and
   under R_i (negative) by the log-likelihood ratio;
 * reported: balanced accuracy at likelihood ratio 1 and ROC AUC, in percent.
@@ -34,16 +34,16 @@ from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import bank_signals, prepare_ulira, unlearned_shadow_signals
-from harness.hparams import config_hash
-from harness.membership import (
+from harness.spec.hparams import config_hash
+from harness.core.attack_stats import (
     VARIANCES,
     AttackSummary,
     fit_example_gaussians,
     normal_logpdf,
     summarize_attack,
 )
-from harness.names import did_you_mean
-from harness.shadow import shadow_bank
+from harness.core.registry import did_you_mean
+from harness.training.shadow_bank import shadow_bank
 
 DEFAULTS = {"variance": "global", "min_count": 3}
 

@@ -1,0 +1,3 @@
+"""The command line and the commands behind it: ``run``/``suites``/``methods``/``leaderboard``/
+``compare`` (cli), ``tune``, ``verify`` and ``try`` (quick).
+"""

@@ -1,0 +1,69 @@
+"""The runner: run everything a suite (and the command line) asks for, and store one row per run.
+
+``run_suite`` plans the runs (:mod:`harness.pipeline.plan`), records plugins that failed to load as failed rows, and
+hands the runs still missing to an executor (:mod:`harness.pipeline.executors`), which runs the suite's job graph
+(:mod:`harness.pipeline.graph`: originals, oracles, shadow bank, then each (scenario, seed) group of method runs as
+:func:`harness.pipeline.row.execute_run` does them) in this process, in a local process pool, or on Ray. There is one
+execution path: the sequential run is the job graph on the in-process executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.training.cache import ArtifactCache
+from harness.pipeline.executors import execute_plan
+from harness.pipeline.plan import RunOptions, RunSpec, pending_runs, plan_runs, run_id_for, select_methods
+from harness.isolation.plugins import load_plugins
+from harness.core.results import ResultsStore
+from harness.pipeline.row import SeedContext, execute_run, plugin_failure_rows, unlearn
+from harness.isolation.sandbox import sandbox_mode
+from harness.spec.suite import Suite
+from harness.training.loop import resolve_device
+
+__all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "execute_run", "plan_runs", "run_id_for",
+           "run_suite", "select_methods", "unlearn"]
+
+
+@dataclass
+class RunSummary:
+    """What a call of :func:`run_suite` did."""
+
+    planned: int = 0
+    written: int = 0
+    skipped: int = 0  # stored already, or being run by another process
+    failed: int = 0  # rows written with a status other than ok
+    rows: list[dict] = field(default_factory=list)  # the rows written this time, in plan order
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_recomputed_corrupt: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # per job kind, summed over workers; "wall"
+    executor: str = ""
+
+
+def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] | None = None) -> RunSummary:
+    """Run everything the options select; returns counts and the rows written this time."""
+    device = resolve_device(options.device)
+    if options.isolate:
+        sandbox_mode()  # fails now, not in a job, when UNLEARN_BENCH_SANDBOX=bwrap cannot be honoured
+    plugin_names, plugin_failures = load_plugins(options.plugins)
+    specs = select_methods(suite, options.methods, plugin_names)
+    plan = plan_runs(suite, options, specs)
+    data = suite.load_data(options.data_root)
+    store = ResultsStore(options.results_root, suite.name)
+    cache = ArtifactCache(options.cache_dir)
+    summary = RunSummary(planned=len(plan))
+    failure_rows = plugin_failure_rows(suite, data, plugin_failures, options.scenarios or list(suite.scenarios),
+                                       options.seeds or list(suite.seeds), device)
+    for row in failure_rows:
+        if options.force or not store.exists(row["run_id"]):
+            store.write(row)
+            summary.failed += 1
+            summary.rows.append(row)
+    pending = pending_runs(plan, store, options)
+    summary.skipped = len(plan) - len(pending)
+    execute_plan(suite, options, data, store, cache, pending, summary, on_row)
+    summary.cache_hits, summary.cache_misses = cache.hits, cache.misses
+    summary.cache_recomputed_corrupt = cache.recomputed_corrupt
+    return summary

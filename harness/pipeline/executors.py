@@ -1,0 +1,391 @@
+"""Executors: where the jobs of :mod:`harness.pipeline.graph` run -- in this process, a local process pool, or Ray.
+
+The driver (the ``unlearn-bench run`` process) plans the runs, schedules the job graph on an executor as
+dependencies finish, and alone writes the results store: workers return rows, never write them (the
+in-process executor hands each row to the driver as soon as its run ends, so an interrupted run loses at
+most the run in progress). Workers meet only in the artifact cache, so before any job the driver checks that
+every worker (every Ray node) can read and write the cache directory, and stops with a clear error when one
+cannot.
+
+Determinism: torch's CPU results depend on the intra-op thread count, so every worker, in every mode, uses
+the same fixed count (``RunOptions.threads``, 1 by default) and a pool or Ray run writes the same rows
+(metrics to the last digit) as the in-process run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.pipeline.graph import (
+    Job,
+    JobEnv,
+    JobResult,
+    build_graph,
+    close_worker,
+    is_stored,
+    prepare_worker,
+    probe_cache,
+    run_job,
+)
+from harness.pipeline.plan import should_retry
+from harness.training.shadow_bank import shadow_batching
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray")
+RAY_GPUS_ENV = "UNLEARN_BENCH_RAY_GPUS_PER_JOB"  # fraction of a GPU per job, e.g. 0.25 for small models
+
+
+class ExecutorError(ValueError):
+    """A set-up error (a worker cannot see the cache, Ray is missing, ...); the CLI prints it as such."""
+
+
+class JobFailed(RuntimeError):
+    """A job raised (not a method fault: those become failed rows); carries the job id."""
+
+
+# ------------------------------------------------------------------------------------------- executors
+class LocalExecutor:
+    """In-process and sequential (the default): the reference every other executor must match row for row."""
+
+    name = "local"
+
+    def __init__(self, env: JobEnv, on_row: Callable[[dict], None] | None = None):
+        self.env = env
+        self.on_row = on_row
+        self._done: list[tuple[Job, Any]] = []
+        self._threads = torch.get_num_threads()
+
+    def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
+        return [probe_cache(self.env.cache_dir, token_name, token)]
+
+    def submit(self, job: Job) -> Job:
+        try:
+            self._done.append((job, run_job(self.env, job, self.on_row)))
+        except Exception as exc:  # noqa: BLE001 - reported by wait() like the other executors do
+            self._done.append((job, exc))
+        return job
+
+    def wait(self, handles: list) -> list[tuple[Job, JobResult | BaseException]]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        close_worker()
+        torch.set_num_threads(self._threads)  # the driver's own count, changed by prepare_worker
+
+
+def worker_device(device: str, index: int, gpus: int) -> str:
+    """The device of pool worker ``index``: with ``cuda`` (or ``auto`` on a GPU machine) and G GPUs, workers go
+    round-robin over the GPUs, so ``--jobs`` larger than G packs several workers onto each GPU (a small model
+    leaves most of a GPU idle). An explicit ``cuda:N`` keeps every worker on that GPU."""
+    if device in ("cuda", "auto") and gpus > 0:
+        return f"cuda:{index % gpus}"
+    return device
+
+
+class PoolExecutor:
+    """A local process pool (``--jobs N``); spawned workers, so no forked OpenMP or CUDA state."""
+
+    name = "pool"
+
+    def __init__(self, env: JobEnv, workers: int):
+        self.env = env
+        context = multiprocessing.get_context("spawn")
+        counter = context.Value("i", 0)  # hands each worker its index (its GPU, when packing workers onto GPUs)
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pool_init,
+                                           initargs=(env, counter))
+        self.jobs: dict[cf.Future, Job] = {}
+
+    def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
+        return [self.pool.submit(probe_cache, self.env.cache_dir, token_name, token).result()]
+
+    def submit(self, job: Job) -> cf.Future:
+        future = self.pool.submit(_pool_run, job)
+        self.jobs[future] = job
+        return future
+
+    def wait(self, handles: list) -> list[tuple[Job, JobResult | BaseException]]:
+        done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
+        out = []
+        for future in done:
+            exc = future.exception()
+            out.append((self.jobs.pop(future), exc if exc is not None else future.result()))
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_POOL_ENV: JobEnv | None = None
+_POOL_INDEX = -1
+
+
+def _pool_init(env: JobEnv, counter) -> None:
+    global _POOL_ENV, _POOL_INDEX
+    with counter.get_lock():
+        _POOL_INDEX = counter.value
+        counter.value += 1
+    gpus = torch.cuda.device_count() if env.device in ("cuda", "auto") else 0
+    _POOL_ENV = dataclasses.replace(env, device=worker_device(env.device, _POOL_INDEX, gpus))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    prepare_worker(_POOL_ENV)
+
+
+def pool_worker_info() -> tuple[int, int, str]:
+    """(process id, worker index, device) of the pool worker that runs it."""
+    assert _POOL_ENV is not None, "pool worker not initialised"
+    return os.getpid(), _POOL_INDEX, _POOL_ENV.device
+
+
+def _pool_run(job: Job) -> JobResult:
+    assert _POOL_ENV is not None, "pool worker not initialised"
+    return run_job(_POOL_ENV, job)
+
+
+class RayExecutor:
+    """Ray tasks, one per job; GPU jobs ask for ``num_gpus`` (1 unless ``UNLEARN_BENCH_RAY_GPUS_PER_JOB``)."""
+
+    name = "ray"
+
+    def __init__(self, env: JobEnv, address: str | None = None, gpus_per_job: float | None = None):
+        try:
+            import ray
+        except ImportError as exc:
+            raise ExecutorError("--executor ray needs Ray: pip install 'unlearn-bench[ray]'") from exc
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            # Workers import the harness from the installed package, and log only warnings.
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=True)
+            self.started = True
+        elif address:
+            log.warning("Ray is already initialised in this process; --ray-address %s is ignored", address)
+        self.gpus = float(gpus_per_job if gpus_per_job is not None else os.environ.get(RAY_GPUS_ENV, "1"))
+        self.env_ref = ray.put(env)
+        self.env = env
+        self.remote_run = ray.remote(_ray_run)
+        self.jobs: dict[Any, Job] = {}
+
+    def has_gpus(self) -> bool:
+        return self.ray.cluster_resources().get("GPU", 0) > 0
+
+    def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
+        """One probe per alive node, pinned there: multi-node Ray needs the cache on shared storage."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = self.ray.remote(num_cpus=0)(probe_cache)
+        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                .remote(self.env.cache_dir, token_name, token)
+                for node in self.ray.nodes() if node.get("Alive")]
+        return self.ray.get(refs)
+
+    def submit(self, job: Job):
+        gpus = self.gpus if job.gpu else 0
+        ref = self.remote_run.options(num_cpus=1, num_gpus=gpus, name=job.id).remote(self.env_ref, job)
+        self.jobs[ref] = job
+        return ref
+
+    def wait(self, handles: list) -> list[tuple[Job, JobResult | BaseException]]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        out = []
+        for ref in ready:
+            job = self.jobs.pop(ref)
+            try:
+                out.append((job, self.ray.get(ref)))
+            except Exception as exc:  # noqa: BLE001 - RayTaskError wraps the worker's exception
+                out.append((job, exc))
+        return out
+
+    def close(self) -> None:
+        for ref in list(self.jobs):
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref)
+        if self.started:
+            self.ray.shutdown()
+
+
+def _ray_run(env: JobEnv, job: Job) -> JobResult:
+    return run_job(env, job)
+
+
+# ------------------------------------------------------------------------------------------- scheduling
+def make_executor(options, env: JobEnv, on_row: Callable[[dict], None] | None = None):
+    """Ray, a process pool (``--jobs N`` with N > 1) or the in-process executor (rows streamed to ``on_row``)."""
+    if options.executor == "ray":
+        return RayExecutor(env, options.ray_address)
+    if options.executor != "local":
+        raise ValueError(f"unknown executor {options.executor!r}: expected one of {', '.join(EXECUTORS)}")
+    if options.jobs > 1:
+        return PoolExecutor(env, options.jobs)
+    return LocalExecutor(env, on_row)
+
+
+def check_cache_visible(executor, cache_dir: str) -> None:
+    """Write a token into the cache; every worker must read it and write back, or this raises."""
+    token_name, token = f"{secrets.token_hex(8)}.token", secrets.token_hex(16)
+    folder = Path(cache_dir) / ".executor-probe"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / token_name).write_text(token)
+    try:
+        answers = executor.check_cache(token_name, token)
+    finally:
+        for path in folder.glob(f"{token_name}*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    bad = [(host, why) for host, ok, why in answers if not ok]
+    if bad:
+        lines = "; ".join(f"{host}: {why}" for host, why in bad)
+        raise ExecutorError(
+            f"workers cannot use the cache directory {cache_dir} ({lines}). Workers share models only through "
+            "the cache, so on a multi-node Ray cluster put it on shared storage (NFS or similar) mounted at the "
+            "same path on every node and pass --cache-dir with that path.")
+
+
+def run_graph(executor, jobs: list[Job], on_result: Callable[[Job, JobResult], None],
+              on_submit: Callable[[Job], Job | None] | None = None) -> None:
+    """Submit each job once its dependencies finished; ``on_submit`` may narrow a job or veto it (None)."""
+    pending = list(jobs)
+    finished: set[str] = set()
+    in_flight: dict[Any, Job] = {}
+    try:
+        while pending or in_flight:
+            vetoed = True
+            while vetoed:  # a vetoed job (already stored) finishes at once and may release its dependents
+                vetoed = False
+                for job in [j for j in pending if all(d in finished for d in j.deps)]:
+                    pending.remove(job)
+                    if on_submit is not None:
+                        narrowed = on_submit(job)
+                        if narrowed is None:
+                            finished.add(job.id)
+                            vetoed = True
+                            continue
+                        job = narrowed
+                    in_flight[job.id] = executor.submit(job)
+            if not in_flight:
+                if pending:
+                    raise JobFailed(f"jobs wait on dependencies that never ran: {[j.id for j in pending]}")
+                break
+            for job, outcome in executor.wait(list(in_flight.values())):
+                in_flight.pop(job.id, None)
+                if isinstance(outcome, BaseException):
+                    raise JobFailed(f"job {job.id} failed: {type(outcome).__name__}: {outcome}") from outcome
+                finished.add(job.id)
+                on_result(job, outcome)
+    finally:
+        executor.close()
+
+
+def job_env(suite, options, cache_root: Path) -> JobEnv:
+    return JobEnv(
+        suite=dataclasses.replace(suite),  # a fresh instance: no cached dataset travels to the workers
+        cache_dir=str(Path(cache_root).resolve()), device=options.device,
+        data_root=str(Path(options.data_root).resolve()) if options.data_root else None,
+        plugins=tuple(str(Path(p).resolve()) for p in options.plugins), threads=options.threads,
+        results_root=str(Path(options.results_root).resolve()), isolate=bool(getattr(options, "isolate", False)),
+        timeout=getattr(options, "timeout", None), memory_mb=getattr(options, "memory_mb", None))
+
+
+def execute_plan(suite, options, data, store, cache, pending: list, summary,
+                 on_row: Callable[[dict], None] | None = None) -> None:
+    """Run ``pending`` (RunSpecs) on the options' executor; every row is written here, by the driver."""
+    if not pending:
+        return
+    progress = _progress_bar(len(pending), options.progress)
+    rows_by_id: dict[str, dict] = {}
+
+    def deliver(row: dict) -> None:
+        store.write(row)
+        rows_by_id[row["run_id"]] = row
+        summary.written += 1
+        summary.failed += row["status"] != "ok"
+        if on_row:
+            on_row(row)
+        progress.set_description(f"{row['scenario']} seed {row['seed']} {row['method']}")
+        progress.update(1)
+
+    env = job_env(suite, options, cache.root)
+    executor = make_executor(options, env, deliver)
+    gpu = str(options.device).startswith("cuda") or (
+        options.device == "auto" and (torch.cuda.is_available() or
+                                      (isinstance(executor, RayExecutor) and executor.has_gpus())))
+    try:
+        check_cache_visible(executor, env.cache_dir)
+    except BaseException:
+        executor.close()
+        raise
+    claims: dict[str, contextlib.ExitStack] = {}
+    stage_seconds: dict[str, float] = {}
+
+    def claim_group(job: Job) -> Job | None:
+        """Claim the group's runs (another process may be running some) before it is submitted."""
+        if job.kind != "runs":
+            return None if is_stored(job, env, data) else job
+        stack = contextlib.ExitStack()
+        mine = []
+        for run in job.runs:
+            got = stack.enter_context(store.claim(run.run_id))
+            if got and (options.force or not store.exists(run.run_id) or should_retry(store, run, options)):
+                mine.append(run)
+            else:
+                summary.skipped += 1
+                progress.update(1)
+        if not mine:
+            stack.close()
+            return None
+        claims[job.id] = stack
+        return dataclasses.replace(job, runs=tuple(mine))
+
+    def finish(job: Job, result: JobResult) -> None:
+        stage_seconds[job.kind] = stage_seconds.get(job.kind, 0.0) + result.seconds
+        cache.hits += result.cache_hits
+        cache.misses += result.cache_misses
+        cache.recomputed_corrupt += result.cache_corrupt
+        try:
+            for row in result.rows:
+                deliver(row)
+        finally:
+            stack = claims.pop(job.id, None)
+            if stack is not None:
+                stack.close()
+
+    start = time.perf_counter()
+    try:
+        batch = shadow_batching(suite, data, torch.device("cuda" if gpu else "cpu"))
+        run_graph(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)
+    finally:
+        for stack in claims.values():
+            stack.close()
+        progress.close()
+    order = {run.run_id: i for i, run in enumerate(pending)}
+    summary.rows.extend(sorted(rows_by_id.values(), key=lambda r: order.get(r["run_id"], len(order))))
+    summary.stage_seconds = {**stage_seconds, "wall": time.perf_counter() - start}
+    summary.executor = executor.name
+
+
+class _NoProgress:
+    def set_description(self, text: str) -> None: ...
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", dynamic_ncols=True, leave=True)

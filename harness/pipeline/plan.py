@@ -1,0 +1,121 @@
+"""Planning: from the command line's options and a suite to the list of runs (no training happens here).
+
+Every name, hyper-parameter and evaluator setting is validated before anything trains; a run is one method
+configuration on one (scenario, seed), identified by a ``run_id`` that names its results file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from harness.training.cache import cache_key
+from harness.evaluate.base import check_evaluation
+from harness.spec.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
+from harness.spec.methods import MethodSpec, all_methods, did_you_mean
+from harness.core.results import ResultsStore
+from harness.spec.splits import parse_scenario
+from harness.spec.suite import Suite
+
+
+@dataclass
+class RunOptions:
+    """What to run; empty selections mean 'everything the suite declares'."""
+
+    methods: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=list)
+    results_root: Path = Path("results")
+    cache_dir: Path | None = None
+    device: str = "auto"
+    force: bool = False
+    retry_failed: bool = False
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # --set method.key=value
+    plugins: list[str] = field(default_factory=list)
+    progress: bool = True
+    data_root: str | None = None
+    isolate: bool = False  # run methods in worker processes (the CLI's default; see harness/isolation.py)
+    timeout: float | None = None  # seconds per method run (isolated only); None: the suite's [run] timeout
+    memory_mb: int | None = None  # worker address-space budget (isolated, CPU); None: the suite's setting
+    jobs: int = 1  # > 1: a local process pool (harness/executors.py)
+    threads: int = 1  # torch intra-op threads per worker, the same in every mode (results depend on it)
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None  # None: start (or join) a local Ray instance
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One planned run: a method configuration on one (scenario, seed)."""
+
+    scenario: str
+    seed: int
+    method: str
+    hparams: dict[str, Any]
+    config_hash: str
+    run_id: str
+    tuning: dict[str, Any] = field(default_factory=dict)  # row columns: how this configuration was tuned
+
+
+def run_id_for(suite: Suite, scenario: str, seed: int, method: str, chash: str) -> str:
+    return cache_key(suite=suite.name, version=suite.version, scenario=scenario, seed=seed, method=method,
+                     config=chash)[:20]
+
+
+def select_methods(suite: Suite, requested: list[str], extra: list[str] = ()) -> list[MethodSpec]:
+    """The request, else the suite's list, else every registered method; plus ``extra`` (plugins)."""
+    registry = all_methods()
+    names = list(requested or suite.methods or registry)
+    names += [n for n in extra if n not in names]
+    specs = []
+    for name in names:
+        if name not in registry:
+            raise KeyError(f"unknown method {name!r}{did_you_mean(name, registry)}")
+        specs.append(registry[name])
+    return specs
+
+
+def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> list[RunSpec]:
+    """Every run the options ask for, with resolved hyper-parameters (validated before any training)."""
+    check_evaluation(suite.evaluate, suite.path or suite.name)
+    scenarios = options.scenarios or list(suite.scenarios)
+    seeds = options.seeds or list(suite.seeds)
+    for name in scenarios:
+        parse_scenario(name)
+    unknown = set(options.overrides) - {s.name for s in specs}
+    if unknown:
+        name = min(unknown)
+        raise KeyError(f"--set names method {name!r}, which is not selected{did_you_mean(name, [s.name for s in specs])}")
+    plan = []
+    for spec in specs:
+        for scenario in scenarios:
+            kind = parse_scenario(scenario).kind
+            if not spec.supports(kind):
+                continue
+            # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/hparams.py)
+            overrides = options.overrides.get(spec.name, {})
+            hp = resolve_hparams(spec, suite_layer(suite.hparams, spec.name, kind), overrides,
+                                 where=f"suite {suite.name} / --set")
+            chash = config_hash(spec.name, hp)
+            tuning = tuning_columns(tuning_record(suite.hparams, spec.name, kind), overridden=bool(overrides))
+            for seed in seeds:
+                plan.append(RunSpec(scenario, seed, spec.name, hp, chash,
+                                    run_id_for(suite, scenario, seed, spec.name, chash), tuning))
+    return plan
+
+
+def should_retry(store: ResultsStore, run: RunSpec, options: RunOptions) -> bool:
+    if not options.retry_failed or not store.exists(run.run_id):
+        return False
+    return pq.read_table(store.path(run.run_id), columns=["status"]).column("status")[0].as_py() != "ok"
+
+
+
+
+def pending_runs(plan: list[RunSpec], store: ResultsStore, options: RunOptions) -> list[RunSpec]:
+    """The planned runs without a stored row (all with ``force``; failed ones too with ``retry_failed``),
+    grouped by (scenario, seed) so each split's original and oracles are built once."""
+    pending = [r for r in plan if options.force or not store.exists(r.run_id) or should_retry(store, r, options)]
+    return sorted(pending, key=lambda r: (r.scenario, r.seed))

@@ -1,0 +1,164 @@
+"""Scenarios, training pools and deterministic forget/retain splits.
+
+A split is a pure function of (suite name, scenario, seed) and the suite's train labels, so every
+machine produces the same index sets; its hash is stored with every result.
+
+**Pools.** A suite's original of seed ``s`` trains on its *pool*: the whole train set (``pool = "all"``, the
+papers' protocol) or a class-stratified random half of it (``pool = "half"``). Halves are what the shadow bank
+trains on (:mod:`harness.training.shadow_bank`), so with ``half`` every task a method receives -- scored or audit -- has exactly
+the same retain and forget sizes and class counts (:func:`stratified_halves`), and nothing the method can observe
+tells the two apart (docs/reliability.md). The examples outside a pool are members of no model of that seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+_SCENARIO = re.compile(r"^(random)-(\d+(?:\.\d+)?)$|^(class)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What is forgotten: ``random-P`` (P percent of train) or ``class-K`` (every train sample of class K)."""
+
+    kind: str  # "random" | "class"
+    value: float  # percent for random, class index for class
+
+    @property
+    def name(self) -> str:
+        if self.kind == "random":
+            return f"random-{self.value:g}"
+        return f"class-{int(self.value)}"
+
+    @property
+    def forget_class(self) -> int | None:
+        return int(self.value) if self.kind == "class" else None
+
+
+def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
+    """Parse ``random-10`` or ``class-3``; errors name the allowed forms."""
+    match = _SCENARIO.match(text.strip())
+    if not match:
+        raise ValueError(f"unknown scenario {text!r}: expected 'random-P' (0<P<100) or 'class-K'")
+    if match.group(1):
+        percent = float(match.group(2))
+        if not 0 < percent < 100:
+            raise ValueError(f"scenario {text!r}: percent must be in (0, 100)")
+        return Scenario("random", percent)
+    cls = int(match.group(4))
+    if num_classes is not None and cls >= num_classes:
+        raise ValueError(f"scenario {text!r}: class must be in 0..{num_classes - 1}")
+    return Scenario("class", float(cls))
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit integer seed derived from the given parts (independent of PYTHONHASHSEED)."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def hash_indices(*arrays: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.asarray(array, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Positions into the suite's train set and test set for one (scenario, seed)."""
+
+    scenario: Scenario
+    seed: int
+    forget: torch.Tensor
+    retain: torch.Tensor
+    test_retain: torch.Tensor  # test positions of the remaining classes (all test data for random)
+    test_forget: torch.Tensor  # test positions of the forget class (empty for random)
+    # Train positions in no model of this seed (outside the original's pool); empty when the pool is everything.
+    outside: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+
+    @property
+    def hash(self) -> str:
+        # ``outside`` is the complement of forget and retain: hashing those already covers it
+        return hash_indices(self.forget, self.retain, self.test_retain, self.test_forget)
+
+    @property
+    def pool(self) -> torch.Tensor:
+        """What the original trained on: forget and retain together, sorted."""
+        return torch.sort(torch.cat([self.forget, self.retain])).values
+
+
+POOLS = ("all", "half")
+
+
+def stratified_halves(train_y: torch.Tensor, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint class-stratified random halves of the train set, each with exactly ``count // 2`` examples
+    of every class: every half drawn this way has the same size and class counts (a class with an odd count
+    leaves one random example out of both)."""
+    y = np.asarray(train_y)
+    first, second = [], []
+    for cls in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == cls))
+        half = len(members) // 2
+        first.append(members[:half])
+        second.append(members[half:2 * half])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def original_pool(suite: str, pool: str, seed: int, train_y: torch.Tensor) -> torch.Tensor:
+    """The train positions the original of ``seed`` trains on (see the module docstring)."""
+    if pool == "all":
+        return torch.arange(len(train_y))
+    if pool != "half":
+        raise ValueError(f"unknown pool {pool!r}: expected one of {', '.join(POOLS)}")
+    first, _ = stratified_halves(train_y, np.random.default_rng(stable_seed(suite, "pool-half", seed)))
+    return torch.as_tensor(first, dtype=torch.int64)
+
+
+def make_split(suite: str, scenario: Scenario, seed: int, train_y: torch.Tensor, test_y: torch.Tensor,
+               pool: torch.Tensor | None = None) -> Split:
+    """Deterministic, disjoint forget/retain split of the original's ``pool`` (default: the whole train set)."""
+    n = len(train_y)
+    members = np.arange(n) if pool is None else np.sort(np.asarray(pool, dtype=np.int64))
+    if scenario.kind == "random":
+        rng = np.random.default_rng(stable_seed(suite, scenario.name, seed))
+        n_forget = max(1, int(round(len(members) * scenario.value / 100.0)))
+        # the whole-set draw is kept as it was, so splits (and caches) of pool = "all" suites stay the same
+        forget = np.sort(rng.permutation(n)[:n_forget] if pool is None else rng.choice(members, n_forget,
+                                                                                        replace=False))
+        test_retain, test_forget = np.arange(len(test_y)), np.arange(0)
+    else:
+        cls = scenario.forget_class
+        forget = members[train_y.numpy()[members] == cls]
+        if len(forget) == 0:
+            raise ValueError(f"scenario {scenario.name}: the train pool has no sample of class {cls}")
+        test_forget = np.flatnonzero(test_y.numpy() == cls)
+        test_retain = np.flatnonzero(test_y.numpy() != cls)
+    mask = np.zeros(n, dtype=bool)
+    mask[members] = True
+    mask[forget] = False
+    outside = np.ones(n, dtype=bool)
+    outside[members] = False
+    as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))
+    return Split(scenario, seed, as_t(forget), as_t(np.flatnonzero(mask)), as_t(test_retain), as_t(test_forget),
+                 as_t(np.flatnonzero(outside)))
+
+
+def sample_forget_within(pool: np.ndarray, scenario: Scenario, train_y: torch.Tensor, rng: np.random.Generator,
+                         reference_size: int) -> np.ndarray:
+    """A forget set inside a subset ``pool`` of the train pool, following the scenario's rule.
+
+    Random scenarios keep the same forget *fraction* of the pool; class scenarios take the class's samples
+    in the pool. Used by shadow models, which train on random halves.
+    """
+    if scenario.kind == "class":
+        return np.sort(pool[train_y.numpy()[pool] == scenario.forget_class])
+    n_forget = max(1, int(round(len(pool) * scenario.value / 100.0)))
+    del reference_size
+    return np.sort(rng.choice(pool, size=n_forget, replace=False))

@@ -1,0 +1,299 @@
+"""Suites: versioned benchmark definitions read from TOML files in ``harness/suites/``.
+
+A suite fixes the dataset (and subset), the model, the training recipe, the scenarios, the seeds, the
+evaluators and their settings, and per-method hyper-parameter overrides (``<suite>.hparams.toml``).
+Every field is validated before any training starts; errors name the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import torch
+
+from harness.spec.datasets import DATASET_LOADERS, load_dataset, stratified_subset
+from harness.spec.architectures import MODELS
+from harness.spec.methods import did_you_mean
+from harness.spec.splits import POOLS, Scenario, Split, hash_indices, make_split, original_pool, parse_scenario
+from harness.training.loop import PRECISIONS, SCHEDULES, Recipe
+
+SUITES_DIR = Path(__file__).parent.parent / "suites"
+HPARAMS_MARKER = "# ---- hparams file ----"
+_TOP_KEYS = {"name", "version", "description", "data", "model", "train", "run", "evaluate"}
+_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root", "pool"}
+_RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment", "oracles",
+             "max_time_ratio"}
+_AUGMENTS = ("none", "crop", "crop-flip")
+
+
+class SuiteError(ValueError):
+    """A suite file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """The suite's train pool and test set (after sub-setting), as tensors."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    fingerprint: str  # dataset fingerprint + subset indices
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: str
+    description: str
+    dataset: str
+    model: str
+    recipe: Recipe
+    scenarios: tuple[str, ...]
+    seeds: tuple[int, ...]
+    train_subset: int | None = None
+    test_subset: int | None = None
+    subset_seed: int = 0
+    data_root: str | None = None
+    methods: tuple[str, ...] = ()  # empty: every registered method
+    timeout: float = 600.0  # wall-clock seconds per isolated method run
+    memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
+    unlearn_augment: str = "none"
+    oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
+    pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/splits.py)
+    # The compute budget: a method's CPU time over an oracle's training CPU time; None: no budget
+    max_time_ratio: float | None = None
+    # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/quick.py), which are never ranked
+    grade: str = "leaderboard"
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: str = ""
+    definition: str = ""  # the suite file's text (and its hparams file's, after HPARAMS_MARKER): stored in rows
+
+    @property
+    def definition_hash(self) -> str:
+        return hashlib.sha256(self.definition.encode()).hexdigest()[:16]
+
+    def scenario(self, name: str) -> Scenario:
+        return parse_scenario(name)
+
+    def load_data(self, root: str | None = None) -> SuiteData:
+        arrays = load_dataset(self.dataset, root or self.data_root)
+        tr = stratified_subset(arrays.train_y, self.train_subset, self.subset_seed)
+        te = stratified_subset(arrays.test_y, self.test_subset, self.subset_seed + 1)
+        fp = f"{arrays.fingerprint}-{hash_indices(tr, te)}"
+        return SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
+                         arrays.num_classes, fp)
+
+    def original_positions(self, data: SuiteData, seed: int) -> torch.Tensor:
+        """The train positions the original of ``seed`` trains on (its pool)."""
+        return original_pool(self.name, self.pool, seed, data.train_y)
+
+    def split(self, data: SuiteData, scenario: Scenario | str, seed: int) -> Split:
+        """The forget/retain split of (scenario, seed) inside that seed's pool."""
+        scenario = parse_scenario(scenario, data.num_classes) if isinstance(scenario, str) else scenario
+        pool = None if self.pool == "all" else self.original_positions(data, seed)
+        return make_split(self.name, scenario, seed, data.train_y, data.test_y, pool)
+
+    @property
+    def evaluators(self) -> tuple[str, ...]:
+        return tuple(self.evaluate.get("evaluators", ("accuracy",)))
+
+
+def _require(table: dict, key: str, kind: type | tuple, where: str) -> Any:
+    if key not in table:
+        raise SuiteError(f"{where}: missing required field {key!r}")
+    value = table[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise SuiteError(f"{where}: field {key!r} must be {names}, got {value!r}")
+    return value
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise SuiteError(f"{where}: unknown field {key!r}{did_you_mean(key, allowed)}")
+
+
+def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = None) -> Suite:
+    """Parse and validate a suite definition."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: not valid TOML ({exc})") from exc
+    _check_keys(doc, _TOP_KEYS, path)
+    name = _require(doc, "name", str, path)
+    version = str(_require(doc, "version", (str, int), path))
+    data = _require(doc, "data", dict, path)
+    _check_keys(data, _DATA_KEYS, f"{path} [data]")
+    dataset = _require(data, "dataset", str, f"{path} [data]")
+    if dataset not in DATASET_LOADERS:
+        raise SuiteError(f"{path} [data]: unknown dataset {dataset!r}{did_you_mean(dataset, DATASET_LOADERS)}")
+    model_table = _require(doc, "model", dict, path)
+    model = _require(model_table, "name", str, f"{path} [model]")
+    if model not in MODELS:
+        raise SuiteError(f"{path} [model]: unknown model {model!r}{did_you_mean(model, MODELS)}")
+    train = doc.get("train", {})
+    recipe_fields = {f.name for f in fields(Recipe)}
+    _check_keys(train, recipe_fields, f"{path} [train]")
+    try:
+        recipe = Recipe(**train)
+    except TypeError as exc:
+        raise SuiteError(f"{path} [train]: {exc}") from exc
+    if recipe.schedule not in SCHEDULES:
+        raise SuiteError(f"{path} [train]: schedule must be one of {', '.join(SCHEDULES)}, got {recipe.schedule!r}")
+    if recipe.precision not in PRECISIONS:
+        raise SuiteError(f"{path} [train]: precision must be one of {', '.join(PRECISIONS)}, got {recipe.precision!r}")
+    if recipe.augment not in ("none", "crop", "crop-flip"):
+        raise SuiteError(f"{path} [train]: augment must be none, crop or crop-flip, got {recipe.augment!r}")
+    if recipe.epochs < 1 or recipe.batch_size < 1 or not recipe.lr > 0:
+        raise SuiteError(f"{path} [train]: epochs, batch_size and lr must be positive")
+    run = _require(doc, "run", dict, path)
+    _check_keys(run, _RUN_KEYS, f"{path} [run]")
+    scenarios = tuple(_require(run, "scenarios", list, f"{path} [run]"))
+    for s in scenarios:
+        try:
+            parse_scenario(str(s))
+        except ValueError as exc:
+            raise SuiteError(f"{path} [run] scenarios: {exc}") from exc
+    seeds = tuple(_require(run, "seeds", list, f"{path} [run]"))
+    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SuiteError(f"{path} [run]: seeds must be a non-empty list of distinct non-negative integers, "
+                         f"got {list(seeds)}")
+    methods = run.get("methods", [])
+    if not isinstance(methods, list) or not all(isinstance(m, str) and m for m in methods):
+        raise SuiteError(f"{path} [run]: methods must be a list of method names, got {methods!r}")
+    timeout = run.get("timeout", 600.0)
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+        raise SuiteError(f"{path} [run]: timeout must be a positive number of seconds, got {timeout!r}")
+    memory_mb = run.get("memory_mb", 16384)
+    if not (_is_int(memory_mb) and memory_mb > 0):
+        raise SuiteError(f"{path} [run]: memory_mb must be a positive integer (MiB), got {memory_mb!r}")
+    oracles = run.get("oracles", 2)
+    if not (_is_int(oracles) and oracles >= 1):
+        raise SuiteError(f"{path} [run]: oracles must be a positive integer (K retrained oracles per scenario and "
+                         f"seed; K >= 2 measures the noise floor), got {oracles!r}")
+    augment = run.get("unlearn_augment", recipe.augment)
+    if augment not in _AUGMENTS:
+        raise SuiteError(f"{path} [run]: unlearn_augment must be one of {', '.join(_AUGMENTS)}, got {augment!r}")
+    pool = data.get("pool", "all")
+    if pool not in POOLS:
+        raise SuiteError(f"{path} [data]: pool must be one of {', '.join(POOLS)}, got {pool!r}{did_you_mean(str(pool), POOLS)}")
+    budget = run.get("max_time_ratio")
+    if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0):
+        raise SuiteError(f"{path} [run]: max_time_ratio must be a positive number (a method's CPU time over an "
+                         f"oracle's training CPU time), got {budget!r}")
+    for key in ("train_subset", "test_subset"):
+        if key in data and not (_is_int(data[key]) and data[key] > 0):
+            raise SuiteError(f"{path} [data]: {key} must be a positive integer, got {data[key]!r}")
+    hparams: dict[str, dict[str, Any]] = {}
+    if hparams_text:
+        try:
+            hparams = tomllib.loads(hparams_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SuiteError(f"{path} (hparams file): not valid TOML ({exc})") from exc
+        for method, table in hparams.items():
+            if not isinstance(table, dict):
+                raise SuiteError(f"{path} (hparams file): [{method}] must be a table of name = value")
+    return Suite(
+        name=name, version=version, description=str(doc.get("description", "")), dataset=dataset, model=model,
+        recipe=recipe, scenarios=tuple(str(s) for s in scenarios), seeds=seeds,
+        train_subset=data.get("train_subset"), test_subset=data.get("test_subset"),
+        subset_seed=int(data.get("subset_seed", 0)), data_root=data.get("root"),
+        methods=tuple(methods), timeout=float(timeout), memory_mb=int(memory_mb), unlearn_augment=str(augment),
+        oracles=int(oracles), pool=str(pool), max_time_ratio=None if budget is None else float(budget),
+        evaluate=dict(doc.get("evaluate", {})), hparams=hparams, path=path,
+        definition=text + (f"\n{HPARAMS_MARKER}\n{hparams_text}" if hparams_text else ""),
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML true is not a seed
+
+
+def suite_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SUITES_DIR.glob("*.toml")) if not p.stem.endswith(".hparams")}
+
+
+def suite_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """The suite's TOML file: a ``.toml`` path (tried next to ``relative_to`` first) or a built-in name;
+    unknown names raise with "did you mean"."""
+    path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute():
+        near = relative_to / path
+        if near.suffix == ".toml" and near.is_file():
+            return near
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    files = suite_files()
+    if name_or_path not in files:
+        raise SuiteError(f"unknown suite {name_or_path!r}{did_you_mean(name_or_path, files)}")
+    return files[name_or_path]
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """``child`` over ``base``: tables merge key by key, any other value replaces the base's."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _resolved_document(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, Path]:
+    """The suite file's TOML with its ``extends`` chain applied; also the file whose hparams apply."""
+    if path.resolve() in seen:
+        chain = " -> ".join(p.name for p in (*seen, path.resolve()))
+        raise SuiteError(f"{path.name}: 'extends' forms a cycle ({chain})")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path.name}: not valid TOML ({exc})") from exc
+    if "extends" not in doc:
+        return doc, path
+    parent = doc.pop("extends")
+    if not isinstance(parent, str):
+        raise SuiteError(f"{path.name}: extends must be a suite name or a .toml path, got {parent!r}")
+    try:
+        base, base_file = _resolved_document(suite_path(parent, path.parent), (*seen, path.resolve()))
+    except SuiteError as exc:
+        raise SuiteError(f"{path.name}: extends {parent!r}: {exc}") from exc
+    own_hparams = path.with_name(path.stem + ".hparams.toml").is_file()
+    return _merge(base, doc), (path if own_hparams else base_file)
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load a built-in suite by name, or a suite file by path.
+
+    A suite may start from another with ``extends = "<name or path>"``: its tables are merged over the base's
+    key by key, and it uses its own ``<suite>.hparams.toml`` if it has one, else the base's.
+    """
+    path = suite_path(name_or_path)
+    text = path.read_text()
+    doc, hparams_owner = _resolved_document(path)
+    if "extends" in tomllib.loads(text):  # rows store the resolved definition, so it must stand alone
+        text = f"# {path.name} with its 'extends' chain resolved\n" + tomli_w.dumps(doc)
+    hp_path = hparams_owner.with_name(hparams_owner.stem + ".hparams.toml")
+    return parse_suite(text, str(path.name), hp_path.read_text() if hp_path.is_file() else None)
+
+
+def split_definition(definition: str) -> tuple[str, str]:
+    """A stored definition's two parts: the suite file's text and its hparams file's ("" when none)."""
+    text, _, hparams_text = definition.partition(f"\n{HPARAMS_MARKER}\n")
+    return text, hparams_text
+
+
+def parse_definition(definition: str, path: str = "<stored definition>") -> Suite:
+    """A suite from the ``definition`` text stored in result rows (suite file, then its hparams file)."""
+    text, hparams_text = split_definition(definition)
+    return parse_suite(text, path, hparams_text or None)
