@@ -7,11 +7,14 @@ first use, so ``import harness`` itself stays light (reading results must not im
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from harness.core.version import HARNESS_VERSION
 
 __version__ = HARNESS_VERSION
+# The old flat layout's module paths (harness.train, harness.registry, ...) stay importable: harness/_compat/.
+__path__.append(os.path.join(os.path.dirname(__file__), "_compat"))
 _LAZY = {
     "MethodSpec": "harness.spec.methods", "register_method": "harness.spec.methods",
     "TensorData": "harness.api.task", "UnlearningTask": "harness.api.task",

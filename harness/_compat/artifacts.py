@@ -1,0 +1,9 @@
+"""Deprecated import path of the reference models (originals and oracles): moved to :mod:`harness.training.reference_models`.
+
+Kept so plugins and scripts written against the old layout keep working; importing it warns and hands over the
+new module itself (docs/architecture.md lists every move).
+"""
+
+from harness._compat import moved
+
+moved(__name__, "harness.training.reference_models")
