@@ -12,7 +12,7 @@ from torch import nn
 
 from harness.training.cache import cache_key
 from harness.spec.hparams import config_hash
-from harness.spec.methods import did_you_mean
+from harness.core.registry import did_you_mean
 
 if TYPE_CHECKING:
     from harness.training.cache import ArtifactCache

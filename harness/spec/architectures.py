@@ -23,7 +23,7 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, seed: int | None = None) -> nn.Module:
     """Build a freshly initialised model; with ``seed`` the initialisation is deterministic."""
-    from harness.spec.methods import did_you_mean
+    from harness.core.registry import did_you_mean
 
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}{did_you_mean(name, MODELS)}")

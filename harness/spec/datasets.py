@@ -202,7 +202,7 @@ _MEMO: dict[tuple[str, str], DatasetArrays] = {}
 
 def load_dataset(name: str, root: str | Path | None = None) -> DatasetArrays:
     """Load a dataset by name (memoised per process)."""
-    from harness.spec.methods import did_you_mean
+    from harness.core.registry import did_you_mean
 
     if name not in DATASET_LOADERS:
         raise KeyError(f"unknown dataset {name!r}{did_you_mean(name, DATASET_LOADERS)}")

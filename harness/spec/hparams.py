@@ -8,7 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from harness.spec.methods import MethodSpec, did_you_mean
+from harness.core.registry import did_you_mean
+from harness.spec.methods import MethodSpec
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, dict[str, str]]:
