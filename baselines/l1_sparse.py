@@ -11,9 +11,9 @@ from __future__ import annotations
 from torch import nn
 
 from harness import LogUniform, register_method
+from harness.api.blocks import l1_norm
 from harness.api.task import UnlearningTask
 from harness.training.loop import cross_entropy_loss, optimize, sgd
-from harness.api.blocks import l1_norm
 
 DECAYS = ("linear", "amun")
 

@@ -14,9 +14,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness import LogUniform, Uniform, register_method
+from harness.api.blocks import paired
 from harness.api.task import UnlearningTask
 from harness.training.loop import fit, sgd
-from harness.api.blocks import paired
 
 
 @register_method(

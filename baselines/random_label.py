@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from harness import IntRange, LogUniform, register_method
+from harness.api.blocks import chained, random_wrong_labels, relabelled
 from harness.api.task import UnlearningTask
 from harness.training.loop import Batch, batches, cross_entropy_loss, optimize, sgd
-from harness.api.blocks import chained, random_wrong_labels, relabelled
 
 ORDERS = ("sequential", "mixed")
 

@@ -16,9 +16,9 @@ from torch import nn
 
 from baselines.random_label import relabel_epochs
 from harness import LogUniform, Uniform, register_method
+from harness.api.blocks import freeze_unmasked, mask_gradients, saliency_mask
 from harness.api.task import UnlearningTask
 from harness.training.loop import sgd
-from harness.api.blocks import freeze_unmasked, mask_gradients, saliency_mask
 
 
 @register_method(

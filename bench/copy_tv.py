@@ -21,15 +21,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import hardware
 
-from harness.training.reference_models import get_oracle, get_original
-from harness.training.cache import ArtifactCache
-from harness.spec.hparams import resolve_hparams, suite_layer
 from harness.pipeline.oracle_copy import functional_copy_check
-from harness.spec.methods import all_methods
 from harness.pipeline.row import SeedContext, unlearn
+from harness.spec.hparams import resolve_hparams, suite_layer
+from harness.spec.methods import all_methods
 from harness.spec.splits import make_split, parse_scenario
 from harness.spec.suite import load_suite
+from harness.training.cache import ArtifactCache
 from harness.training.loop import mean_tv, softmax_outputs
+from harness.training.reference_models import get_oracle, get_original
 
 NOISE = (1e-3, 1e-2, 5e-2, 2e-1)
 

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import baselines  # noqa: F401
 import methods  # noqa: F401
-from harness.training.cache import ArtifactCache
 from harness.evaluate.ulira import ulira_attack, unlearned_shadow_signals
-from harness.spec.methods import get_method
 from harness.pipeline.driver import SeedContext
-from harness.training.shadow_bank import shadow_bank
+from harness.spec.methods import get_method
 from harness.spec.suite import load_suite
+from harness.training.cache import ArtifactCache
+from harness.training.shadow_bank import shadow_bank
 
 
 def main(argv: list[str] | None = None) -> int:

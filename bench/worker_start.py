@@ -55,11 +55,11 @@ def method_run_seconds(repeats: int) -> dict[str, list[float]]:
 
     import baselines  # noqa: F401 - registers the built-in methods
     from harness.isolation.method_call import MethodRun
-    from harness.spec.hparams import resolve_hparams
     from harness.isolation.workers import Isolation
-    from harness.spec.architectures import build_model
-    from harness.spec.methods import get_method
     from harness.pipeline.row import unlearn
+    from harness.spec.architectures import build_model
+    from harness.spec.hparams import resolve_hparams
+    from harness.spec.methods import get_method
     from harness.spec.suite import load_suite
     from harness.training.loop import train_model
 

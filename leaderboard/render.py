@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness.core.files import atomic_write_bytes
 from harness.core.registry import did_you_mean
+
 QUICK_GRADE = "quick"  # harness.commands.quick.QUICK_GRADE (not imported: the leaderboard stays torch-free)
 from harness.core.results import read_results
 from leaderboard.board import SuiteBoard, build_suite_board

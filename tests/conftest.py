@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.training.reference_models import get_oracle, get_original
-from harness.training.cache import ArtifactCache
+from harness.api.task import UnlearningTask
 from harness.isolation.method_call import MethodRun, build_task
 from harness.spec.methods import MethodSpec
 from harness.spec.splits import Split
 from harness.spec.suite import Suite, SuiteData, load_suite
-from harness.api.task import UnlearningTask
+from harness.training.cache import ArtifactCache
+from harness.training.reference_models import get_oracle, get_original
 
 ROOT = Path(__file__).resolve().parent.parent
 

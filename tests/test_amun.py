@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.training.cache import ArtifactCache
-from harness.spec.methods import get_method
 from harness.pipeline.driver import unlearn
+from harness.spec.methods import get_method
+from harness.training.cache import ArtifactCache
 from harness.training.loop import accuracy, predict_logits
 from methods.adversarial import adversarial_set
 

@@ -12,15 +12,15 @@ import torch
 from test_known_answers import TableModel, context, evaluate, logits_from_probs, world
 
 from harness.commands.cli import main
+from harness.core.results import read_results
 from harness.evaluate import EvalContext, get_evaluator
 from harness.evaluate.base import check_evaluation
 from harness.evaluate.kodge_mia import capped, class_mia
 from harness.evaluate.mia_nn import features
 from harness.evaluate.unlearned_vs_retrained import uvr_attack
-from harness.spec.scoring import HEADLINES
-from harness.spec.methods import get_method
-from harness.core.results import read_results
 from harness.pipeline.row import SeedContext
+from harness.spec.methods import get_method
+from harness.spec.scoring import HEADLINES
 from harness.spec.suite import load_suite
 
 CPU = torch.device("cpu")

@@ -128,8 +128,8 @@ def test_new_recipe_fields_keep_old_cache_keys():
 def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
     """The batched shadow path (a GPU job in the graph) stores each model under the key the sequential path
     loads, with weights equal to rounding."""
-    from harness.training.reference_models import train_cached, train_cached_many
     from harness.training.cache import ArtifactCache
+    from harness.training.reference_models import train_cached, train_cached_many
 
     suite = dataclasses.replace(load_suite("digits-smoke"), recipe=Recipe(epochs=3, batch_size=64, lr=0.05))
     data = suite.load_data()

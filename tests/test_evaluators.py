@@ -11,17 +11,17 @@ import pytest
 import torch
 from sklearn.svm import SVC
 
+from harness.core.attack_stats import percentile_interval, shadow_bootstrap
+from harness.core.results import EXAMPLES_DIR, read_results
 from harness.evaluate import get_evaluator
 from harness.evaluate.distribution import kl_tv
 from harness.evaluate.rmia import rmia_scores
 from harness.evaluate.salun_mia import mia_efficacy
 from harness.evaluate.ulira import logit_confidence, ulira_attack
-from harness.core.attack_stats import percentile_interval, shadow_bootstrap
-from harness.spec.methods import get_method
-from harness.core.results import EXAMPLES_DIR, read_results
 from harness.pipeline.driver import RunOptions, SeedContext, run_suite
-from harness.training.shadow_bank import shadow_bank, shadow_halves
+from harness.spec.methods import get_method
 from harness.spec.suite import load_suite
+from harness.training.shadow_bank import shadow_bank, shadow_halves
 
 CPU = torch.device("cpu")
 

@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from harness.commands.verify import ENVIRONMENT_COLUMNS
+from harness.core.results import read_results
+from harness.pipeline.driver import RunOptions, RunSummary, plan_runs, run_suite, select_methods
 from harness.pipeline.executors import (
     ExecutorError,
     LocalExecutor,
@@ -20,10 +23,7 @@ from harness.pipeline.executors import (
     run_graph,
 )
 from harness.pipeline.graph import Job, JobResult, build_graph
-from harness.core.results import read_results
-from harness.pipeline.driver import RunOptions, RunSummary, plan_runs, run_suite, select_methods
 from harness.spec.suite import load_suite
-from harness.commands.verify import ENVIRONMENT_COLUMNS
 
 # Columns that measure time or when a row was written (verify's environment columns): they differ between any
 # two runs.

@@ -16,15 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.training.reference_models import get_oracle
-from harness.training.cache import ArtifactCache
 from harness.isolation.method_call import build_task, call_method, task_memoizer
-from harness.pipeline.oracle_copy import COPY_TV_FRACTION, functional_copy_check, oracle_copy_reason, state_hash
-from harness.isolation.workers import Isolation, IsolationLimits, MethodFault
 from harness.isolation.plugins import load_plugin_file
-from harness.spec.methods import get_method
+from harness.isolation.workers import Isolation, IsolationLimits, MethodFault
 from harness.pipeline.driver import RunOptions, run_suite
+from harness.pipeline.oracle_copy import (
+    COPY_TV_FRACTION,
+    functional_copy_check,
+    oracle_copy_reason,
+    state_hash,
+)
+from harness.spec.methods import get_method
 from harness.spec.splits import hash_indices
+from harness.training.cache import ArtifactCache
+from harness.training.reference_models import get_oracle
 
 
 def _plugin(tmp_path: Path, body: str, **names: str) -> tuple[str, Path]:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
+from harness.core.results import EXAMPLES_DIR
 from harness.evaluate.base import check_evaluation
 from harness.evaluate.klom import (
     auto_bins,
@@ -23,7 +24,6 @@ from harness.evaluate.klom import (
     w1_distance,
 )
 from harness.evaluate.ulira import logit_confidence
-from harness.core.results import EXAMPLES_DIR
 from harness.training.shadow_bank import shadow_bank
 
 

@@ -17,9 +17,9 @@ import pytest
 from scipy import stats
 
 from harness.commands.cli import main
-from harness.spec.methods import all_methods
 from harness.core.results import read_results, row_hash
 from harness.pipeline.driver import RunOptions, run_suite
+from harness.spec.methods import all_methods
 from harness.spec.suite import load_suite
 from leaderboard.aggregate import sort_key
 from leaderboard.board import build_suite_board

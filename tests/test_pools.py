@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from harness.training.reference_models import model_key
-from harness.training.shadow_bank import audit_set, audit_factor_of, forget_within, shadow_count, shadow_halves
 from harness.spec.splits import make_split, original_pool, parse_scenario, stable_seed, stratified_halves
 from harness.spec.suite import SuiteError, load_suite, parse_suite
+from harness.training.reference_models import model_key
+from harness.training.shadow_bank import (
+    audit_factor_of,
+    audit_set,
+    forget_within,
+    shadow_count,
+    shadow_halves,
+)
 
 
 def _counts(y: torch.Tensor, positions) -> np.ndarray:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from test_executors import _assert_same_rows, _options, _rows, small_suite
 
-from harness.pipeline.executors import RayExecutor, check_cache_visible, job_env
 from harness.pipeline.driver import RunOptions, run_suite
+from harness.pipeline.executors import RayExecutor, check_cache_visible, job_env
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")

@@ -28,16 +28,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.training.reference_models import get_oracle
-from harness.training.cache import ArtifactCache
+from harness.core.results import read_results
 from harness.isolation.method_call import method_family
-from harness.pipeline.oracle_copy import COPY_TV_FRACTION, oracle_copy_reason
 from harness.isolation.plugin_import import import_plugin_file
 from harness.isolation.plugins import load_plugin_file, load_plugins
-from harness.spec.methods import PluginError, get_method
-from harness.core.results import read_results
-from harness.pipeline.driver import RunOptions, run_suite
 from harness.isolation.sandbox import bwrap_argv, bwrap_problem, hidden_paths
+from harness.pipeline.driver import RunOptions, run_suite
+from harness.pipeline.oracle_copy import COPY_TV_FRACTION, oracle_copy_reason
+from harness.spec.methods import PluginError, get_method
+from harness.training.cache import ArtifactCache
+from harness.training.reference_models import get_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "tests" / "plugins_hostile"
@@ -325,8 +325,7 @@ def test_shadow_runs_are_sandboxed_too(tmp_path, digits_random, monkeypatch):
 # ---------------------------------------------------------------------------------------------- the pieces
 def test_a_closed_plugin_server_is_restarted_for_its_next_run(tmp_path, digits_random, monkeypatch):
     """Plugin fork servers beyond MAX_PLUGIN_SERVERS are closed; a worker of a closed one is replaced."""
-    from harness.isolation.workers import sandbox
-    from harness.isolation.workers import Isolation, IsolationLimits
+    from harness.isolation.workers import Isolation, IsolationLimits, sandbox
 
     monkeypatch.setattr(sandbox, "MAX_PLUGIN_SERVERS", 1)
     world = digits_random

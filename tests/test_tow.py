@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.spec.scoring import floor_gaps, tow
 from harness.pipeline.row import gaps, metric_metadata
+from harness.spec.scoring import floor_gaps, tow
 from harness.spec.splits import parse_scenario
 
 

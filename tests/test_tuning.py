@@ -13,21 +13,29 @@ import pandas as pd
 import pytest
 import torch
 
-import harness.spec.datasets
-import harness.pipeline.graph
-import harness.pipeline.row
-import harness.spec.suite
 import harness.commands.tune.command
 import harness.commands.tune.validation
-from harness.spec.hparams import suite_layer, tuning_record
-from harness.core.registry import Registry
-from harness.pipeline.plan import RunOptions, plan_runs, select_methods
-from harness.spec.methods import MethodSpec, PluginError, all_methods, register_method
-from harness.pipeline.driver import run_suite
-from harness.spec.suite import load_suite, parse_suite
+import harness.pipeline.graph
+import harness.pipeline.row
+import harness.spec.datasets
+import harness.spec.suite
 from harness.commands.tune.command import TuneRequest, run_tune, tunable_methods
-from harness.spec.search_space import Choice, IntRange, LogUniform, Uniform, at_bound, check_space, knob_from_dict
 from harness.commands.tune.validation import make_validation_suite, validation_seeds
+from harness.core.registry import Registry
+from harness.pipeline.driver import run_suite
+from harness.pipeline.plan import RunOptions, plan_runs, select_methods
+from harness.spec.hparams import suite_layer, tuning_record
+from harness.spec.methods import MethodSpec, PluginError, all_methods, register_method
+from harness.spec.search_space import (
+    Choice,
+    IntRange,
+    LogUniform,
+    Uniform,
+    at_bound,
+    check_space,
+    knob_from_dict,
+)
+from harness.spec.suite import load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "harness" / "suites"

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harness.core.results import row_hash
 from harness.commands.verify import (
     ERROR,
     MATCH,
@@ -26,6 +25,7 @@ from harness.commands.verify import (
     select_rows,
     verify,
 )
+from harness.core.results import row_hash
 from leaderboard.verification import NOT_CHECKED, VERIFIED, recheck_status, record_path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -219,8 +219,8 @@ def _non_negative(text: str) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit status 0 when every re-run row matched, 1 when one differed or could not be re-run."""
-    from harness.core.results import VERIFICATIONS_DIR
     from harness.commands.verify import MATCH, Settings, verify
+    from harness.core.results import VERIFICATIONS_DIR
 
     settings = Settings(plugins=args.plugins, cache_dir=args.cache_dir, data_root=args.data_root,
                         device=args.device, threads=args.threads, isolate=not args.no_isolation,
@@ -234,8 +234,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.spec.hparams import parse_set_options
     from harness.pipeline.driver import RunOptions, run_suite
+    from harness.spec.hparams import parse_set_options
     from harness.spec.suite import load_suite
 
     suite = load_suite(args.suite)

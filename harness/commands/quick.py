@@ -115,11 +115,11 @@ def _warm_up() -> None:
 
 def run_quick(request: QuickRequest) -> str:
     """Run the quick look and return the report (the caller prints it)."""
+    from harness.core.results import read_results
     from harness.isolation.plugin_import import import_plugin_file
     from harness.isolation.plugins import load_plugins
-    from harness.spec.methods import all_methods
-    from harness.core.results import read_results
     from harness.pipeline.driver import run_suite
+    from harness.spec.methods import all_methods
 
     if request.isolate:  # described in the plugin's sandbox and run there, as `unlearn-bench run` does
         names, failures = load_plugins(list(request.plugins), entry_points=False)

@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from harness.training.cache import atomic_write_bytes, default_cache_dir
 from harness.core.results import row_hash
+from harness.training.cache import atomic_write_bytes, default_cache_dir
 from leaderboard.verification import record_path
 
 # Compared exactly: they name what was run, on which data and against which models.
@@ -102,8 +102,8 @@ class Outcome:
     threads: int | None = None
 
     def record(self) -> dict[str, Any]:
-        from harness.pipeline.provenance import git_sha
         from harness.core.version import HARNESS_VERSION
+        from harness.pipeline.provenance import git_sha
 
         row = self.row
         return {"run_id": row.get("run_id"), "suite": row.get("suite"), "method": row.get("method"),

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.training.cache import cache_key
-from harness.spec.hparams import config_hash
 from harness.core.registry import did_you_mean
+from harness.spec.hparams import config_hash
+from harness.training.cache import cache_key
 
 if TYPE_CHECKING:
-    from harness.training.cache import ArtifactCache
     from harness.spec.methods import MethodSpec
     from harness.spec.splits import Split
     from harness.spec.suite import Suite, SuiteData
+    from harness.training.cache import ArtifactCache
 
 
 # Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an

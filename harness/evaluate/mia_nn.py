@@ -29,10 +29,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import SVC
 from torch import nn
 
-from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.core.registry import did_you_mean
-from harness.training.shadow_bank import shadow_bank
+from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.training.loop import predict_logits
+from harness.training.shadow_bank import shadow_bank
 
 DEFAULTS = {"variant": "member-rate", "features": "softmax", "neighbours": 1, "C": 3.0, "gamma": "auto"}
 FEATURES = ("softmax", "logits", "compact", "neighbour")

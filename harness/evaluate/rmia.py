@@ -32,9 +32,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.training.shadow_bank import shadow_count, shadow_originals
 from harness.spec.splits import Split
 from harness.training.loop import predict_logits
+from harness.training.shadow_bank import shadow_count, shadow_originals
 
 DEFAULTS = {"temperature": 2.0, "taylor_n": 4, "margin": 0.6, "gamma": 2.0, "subsamples": 3, "prior": "out"}
 

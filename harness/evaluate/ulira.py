@@ -44,9 +44,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from harness.training.cache import cache_key
-from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
-from harness.spec.hparams import config_hash
 from harness.core.attack_stats import (
     fit_example_gaussians,
     normal_logpdf,
@@ -54,12 +51,15 @@ from harness.core.attack_stats import (
     shadow_bootstrap,
     summarize_attack,
 )
-from harness.spec.scoring import ORACLE_METHOD
 from harness.core.results import examples_path
 from harness.core.results import write_examples as write_side_table
-from harness.training.shadow_bank import ShadowBank, shadow_bank
+from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
+from harness.spec.hparams import config_hash
+from harness.spec.scoring import ORACLE_METHOD
 from harness.spec.splits import stable_seed
+from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
+from harness.training.shadow_bank import ShadowBank, shadow_bank
 
 DEFAULTS = {"variance": "global", "min_count": 3, "fpr": 0.01, "bootstrap": 1000}
 

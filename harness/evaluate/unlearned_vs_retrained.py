@@ -32,9 +32,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.evaluate.ulira import bank_signals, prepare_ulira, unlearned_shadow_signals
-from harness.spec.hparams import config_hash
 from harness.core.attack_stats import (
     VARIANCES,
     AttackSummary,
@@ -43,6 +40,9 @@ from harness.core.attack_stats import (
     summarize_attack,
 )
 from harness.core.registry import did_you_mean
+from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.ulira import bank_signals, prepare_ulira, unlearned_shadow_signals
+from harness.spec.hparams import config_hash
 from harness.training.shadow_bank import shadow_bank
 
 DEFAULTS = {"variance": "global", "min_count": 3}

@@ -12,10 +12,10 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from harness.api.task import TensorData, UnlearningTask
 from harness.spec.architectures import build_model
 from harness.spec.methods import MethodSpec
 from harness.spec.splits import hash_indices
-from harness.api.task import TensorData, UnlearningTask
 from harness.training.loop import seeded_generator
 
 

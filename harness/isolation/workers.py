@@ -40,8 +40,8 @@ from typing import Any, Self
 import torch
 from torch import nn
 
+from harness.api.task import TensorData
 from harness.isolation import sandbox
-from harness.training.cache import CorruptArtifact
 from harness.isolation.method_call import (
     InvalidOutput,
     MethodRun,
@@ -51,9 +51,9 @@ from harness.isolation.method_call import (
     plugin_origin,
     validate_output,
 )
-from harness.spec.methods import MethodSpec
 from harness.isolation.sandbox import PRELOAD, ChildProcess, SandboxError, describe_exit
-from harness.api.task import TensorData
+from harness.spec.methods import MethodSpec
+from harness.training.cache import CorruptArtifact
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.training.cache import ArtifactCache
+from harness.core.results import ResultsStore
+from harness.isolation.plugins import load_plugins
+from harness.isolation.sandbox import sandbox_mode
 from harness.pipeline.executors import execute_plan
 from harness.pipeline.plan import RunOptions, RunSpec, pending_runs, plan_runs, run_id_for, select_methods
-from harness.isolation.plugins import load_plugins
-from harness.core.results import ResultsStore
 from harness.pipeline.row import SeedContext, execute_run, plugin_failure_rows, unlearn
-from harness.isolation.sandbox import sandbox_mode
 from harness.spec.suite import Suite
+from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 
 __all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "execute_run", "plan_runs", "run_id_for",

@@ -23,14 +23,17 @@ from typing import Any
 
 import torch
 
-from harness.training.reference_models import get_oracle, get_original, model_key, oracle_key
-from harness.training.cache import ArtifactCache
 from harness.evaluate import EVALUATORS
-from harness.isolation.workers import Isolation
 from harness.isolation.plugins import load_plugins
-from harness.spec.scoring import ORACLE_METHOD
-from harness.spec.methods import get_method
+from harness.isolation.workers import Isolation
 from harness.pipeline.row import SeedContext, execute_run, make_isolation
+from harness.spec.methods import get_method
+from harness.spec.scoring import ORACLE_METHOD
+from harness.spec.splits import parse_scenario
+from harness.spec.suite import Suite, SuiteData
+from harness.training.cache import ArtifactCache
+from harness.training.loop import resolve_device
+from harness.training.reference_models import get_oracle, get_original, model_key, oracle_key
 from harness.training.shadow_bank import (
     shadow_count,
     shadow_halves,
@@ -39,9 +42,6 @@ from harness.training.shadow_bank import (
     train_shadow_batch,
     train_shadow_retrained,
 )
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import Suite, SuiteData
-from harness.training.loop import resolve_device
 
 log = logging.getLogger(__name__)
 

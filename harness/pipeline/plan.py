@@ -12,14 +12,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from harness.training.cache import cache_key
+from harness.core.registry import did_you_mean
+from harness.core.results import ResultsStore
 from harness.evaluate.base import check_evaluation
 from harness.spec.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
-from harness.core.registry import did_you_mean
 from harness.spec.methods import MethodSpec, all_methods
-from harness.core.results import ResultsStore
 from harness.spec.splits import parse_scenario
 from harness.spec.suite import Suite
+from harness.training.cache import cache_key
 
 
 @dataclass

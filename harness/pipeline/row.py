@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.training.reference_models import TrainedModel, get_oracle, get_original
-from harness.training.cache import ArtifactCache, cache_key
+from harness.core.version import HARNESS_VERSION
 from harness.evaluate import EvalContext, MetricInfo, get_evaluator
 from harness.evaluate.base import EVALUATION_VERSION
 from harness.evaluate.consistency import consistency_columns
@@ -32,12 +31,14 @@ from harness.isolation.method_call import (
     method_family,
     task_memoizer,
 )
-from harness.spec.hparams import tuning_columns
-from harness.pipeline.oracle_copy import COPY_TV_FRACTION, functional_copy_check
+from harness.isolation.plugins import PluginFailure
 from harness.isolation.workers import Isolation, IsolationLimits, MethodFault
 from harness.pipeline.noop import DEFAULT_NOOP_FRACTION, is_noop, output_shift
+from harness.pipeline.oracle_copy import COPY_TV_FRACTION, functional_copy_check
 from harness.pipeline.plan import RunSpec, run_id_for
-from harness.isolation.plugins import PluginFailure
+from harness.pipeline.provenance import git_sha, hardware, package_versions
+from harness.spec.hparams import tuning_columns
+from harness.spec.methods import MethodSpec, get_method
 from harness.spec.scoring import (
     HEADLINE_DESCRIPTIONS,
     HEADLINES,
@@ -50,11 +51,10 @@ from harness.spec.scoring import (
     oracle_targets,
     tow,
 )
-from harness.pipeline.provenance import git_sha, hardware, package_versions
-from harness.spec.methods import MethodSpec, get_method
 from harness.spec.splits import Split, parse_scenario, stable_seed
 from harness.spec.suite import Suite, SuiteData
-from harness.core.version import HARNESS_VERSION
+from harness.training.cache import ArtifactCache, cache_key
+from harness.training.reference_models import TrainedModel, get_oracle, get_original
 
 log = logging.getLogger(__name__)
 

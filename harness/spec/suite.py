@@ -20,7 +20,15 @@ from harness.core.registry import did_you_mean
 from harness.spec.architectures import MODELS
 from harness.spec.datasets import DATASET_LOADERS, load_dataset, stratified_subset
 from harness.spec.recipe import PRECISIONS, SCHEDULES, Recipe
-from harness.spec.splits import POOLS, Scenario, Split, hash_indices, make_split, original_pool, parse_scenario
+from harness.spec.splits import (
+    POOLS,
+    Scenario,
+    Split,
+    hash_indices,
+    make_split,
+    original_pool,
+    parse_scenario,
+)
 
 SUITES_DIR = Path(__file__).parent.parent / "suites"
 HPARAMS_MARKER = "# ---- hparams file ----"

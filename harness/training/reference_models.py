@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.training.cache import ArtifactCache, cache_key
-from harness.training.batched import train_models
 from harness.spec.architectures import build_model
 from harness.spec.splits import Split, hash_indices, stable_seed
 from harness.spec.suite import Suite, SuiteData
+from harness.training.batched import train_models
+from harness.training.cache import ArtifactCache, cache_key
 from harness.training.loop import TRAINER_VERSION, train_model
 
 

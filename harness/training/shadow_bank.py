@@ -26,13 +26,13 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from harness.training.reference_models import TrainedModel, train_cached, train_cached_many
-from harness.training.cache import ArtifactCache, cache_key
-from harness.training.batched import choose_mode
 from harness.spec.architectures import build_model
 from harness.spec.splits import Scenario, hash_indices, sample_forget_within, stable_seed, stratified_halves
 from harness.spec.suite import Suite, SuiteData
+from harness.training.batched import choose_mode
+from harness.training.cache import ArtifactCache, cache_key
 from harness.training.loop import predict_logits
+from harness.training.reference_models import TrainedModel, train_cached, train_cached_many
 
 DEFAULT_SHADOWS = 8
 DEFAULT_AUDIT_FACTOR = 2.5

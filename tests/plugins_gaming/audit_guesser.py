@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 
 import torch
-
-from harness import register_method
 from harness.data import load_digits
 from harness.splits import original_pool
 from harness.train import cross_entropy_loss, fit, sgd
+
+from harness import register_method
 
 _SCORED: list[set[bytes]] = []
 

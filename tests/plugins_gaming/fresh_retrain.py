@@ -3,8 +3,9 @@ at the price of retraining, which a compute budget must exclude."""
 
 from __future__ import annotations
 
-from harness import register_method
 from harness.train import cross_entropy_loss, fit, sgd
+
+from harness import register_method
 
 
 @register_method("fresh-retrain", scenarios=("random", "class"), needs_retain=True)

@@ -15,12 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.spec.datasets import load_dataset
-from harness.pipeline.plan import select_methods
-from harness.isolation.plugins import load_plugins
-from harness.spec.methods import MethodSpec, PluginError
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import Suite, load_suite, split_definition, suite_path
 from harness.commands.tune.output import write_outputs
 from harness.commands.tune.search import Trial, TuneResult, default_options, tune
 from harness.commands.tune.validation import (
@@ -30,6 +24,12 @@ from harness.commands.tune.validation import (
     make_validation_suite,
     validation_seeds,
 )
+from harness.isolation.plugins import load_plugins
+from harness.pipeline.plan import select_methods
+from harness.spec.datasets import load_dataset
+from harness.spec.methods import MethodSpec, PluginError
+from harness.spec.splits import parse_scenario
+from harness.spec.suite import Suite, load_suite, split_definition, suite_path
 
 DEFAULT_BUDGET = 16
 # Three seeds: two did not reveal a learning rate next to a divergence cliff (amun on fmnist-quick, docs/tuning.md)

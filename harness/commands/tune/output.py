@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 import tomli_w
 
-from harness.spec.hparams import TUNING_TABLE
 from harness.commands.tune.search import OBJECTIVE, TuneResult
+from harness.spec.hparams import TUNING_TABLE
 from harness.spec.search_space import describe
 
 HEADER = """\

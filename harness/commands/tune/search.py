@@ -22,14 +22,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from harness.spec.hparams import resolve_hparams, suite_layer
-from harness.pipeline.plan import RunOptions, plan_runs
-from harness.spec.methods import MethodSpec
+from harness.commands.tune.validation import ValidationSuite
 from harness.core.results import ResultsStore
 from harness.pipeline.driver import run_suite
-from harness.spec.splits import parse_scenario, stable_seed
+from harness.pipeline.plan import RunOptions, plan_runs
+from harness.spec.hparams import resolve_hparams, suite_layer
+from harness.spec.methods import MethodSpec
 from harness.spec.search_space import Knob, at_bound
-from harness.commands.tune.validation import ValidationSuite
+from harness.spec.splits import parse_scenario, stable_seed
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.spec.datasets import load_dataset, stratified_subset
 from harness.evaluate import get_evaluator
+from harness.spec.datasets import load_dataset, stratified_subset
 from harness.spec.scoring import HEADLINES
 from harness.spec.splits import Scenario, hash_indices, parse_scenario
 from harness.spec.suite import Suite, SuiteData
