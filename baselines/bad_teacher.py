@@ -15,9 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import IntRange, LogUniform, register_method
-from harness.api.task import UnlearningTask
-from harness.training.loop import Batch, batches, fit, predict_logits
+from harness import IntRange, LogUniform, UnlearningTask, register_method
+from harness.api.training import Batch, batches, fit, predict_logits
 
 
 @register_method(

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import LogUniform, register_method
-from harness.api.task import UnlearningTask
-from harness.training.loop import Batch, frozen_copy, optimize, sgd
+from harness import LogUniform, UnlearningTask, register_method
+from harness.api.training import Batch, frozen_copy, optimize, sgd
 
 NO_FLIP = ("keep", "drop", "second")
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness import IntRange, LogUniform, register_method
-from harness.api.task import UnlearningTask
-from harness.training.loop import cross_entropy_loss, fit, sgd
+from harness import IntRange, LogUniform, UnlearningTask, register_method
+from harness.api.training import cross_entropy_loss, fit, sgd
 
 
 @register_method("finetune", kind="baseline", needs_retain=True,

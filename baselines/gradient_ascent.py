@@ -13,9 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import IntRange, LogUniform, register_method
-from harness.api.task import UnlearningTask
-from harness.training.loop import Batch, fit, sgd
+from harness import IntRange, LogUniform, UnlearningTask, register_method
+from harness.api.training import Batch, fit, sgd
 
 
 def _ascent_loss(model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness import LogUniform, register_method
+from harness import LogUniform, UnlearningTask, register_method
 from harness.api.blocks import l1_norm
-from harness.api.task import UnlearningTask
-from harness.training.loop import cross_entropy_loss, optimize, sgd
+from harness.api.training import cross_entropy_loss, optimize, sgd
 
 DECAYS = ("linear", "amun")
 

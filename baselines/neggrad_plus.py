@@ -13,10 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import LogUniform, Uniform, register_method
+from harness import LogUniform, Uniform, UnlearningTask, register_method
 from harness.api.blocks import paired
-from harness.api.task import UnlearningTask
-from harness.training.loop import fit, sgd
+from harness.api.training import fit, sgd
 
 
 @register_method(

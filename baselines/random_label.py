@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from harness import IntRange, LogUniform, register_method
+from harness import IntRange, LogUniform, UnlearningTask, register_method
 from harness.api.blocks import chained, random_wrong_labels, relabelled
-from harness.api.task import UnlearningTask
-from harness.training.loop import Batch, batches, cross_entropy_loss, optimize, sgd
+from harness.api.training import Batch, batches, cross_entropy_loss, optimize, sgd
 
 ORDERS = ("sequential", "mixed")
 

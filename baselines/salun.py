@@ -15,10 +15,9 @@ from __future__ import annotations
 from torch import nn
 
 from baselines.random_label import relabel_epochs
-from harness import LogUniform, Uniform, register_method
+from harness import LogUniform, Uniform, UnlearningTask, register_method
 from harness.api.blocks import freeze_unmasked, mask_gradients, saliency_mask
-from harness.api.task import UnlearningTask
-from harness.training.loop import sgd
+from harness.api.training import sgd
 
 
 @register_method(

@@ -16,10 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import Choice, LogUniform, register_method
+from harness import Choice, LogUniform, UnlearningTask, register_method
 from harness.api.blocks import kd_loss
-from harness.api.task import UnlearningTask
-from harness.training.loop import Batch, frozen_copy, optimize, sgd
+from harness.api.training import Batch, frozen_copy, optimize, sgd
 
 
 def _milestones(text: str) -> list[int]:

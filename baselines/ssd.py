@@ -15,9 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import LogUniform, register_method
-from harness.api.task import UnlearningTask
-from harness.training.loop import Batch, batches
+from harness import LogUniform, UnlearningTask, register_method
+from harness.api.training import Batch, batches
 
 
 def fisher_diagonal(model: nn.Module, stream: Iterable[Batch]) -> dict[str, torch.Tensor]:

@@ -12,12 +12,12 @@ Copy this file anywhere, rename the method, and change the loss: the harness onl
 from __future__ import annotations
 
 import torch
-from harness.train import fit, sgd
-from harness.unlearning import paired
 from torch import nn
 from torch.nn import functional as F
 
 from harness import LogUniform, UnlearningTask, register_method
+from harness.api.blocks import paired
+from harness.api.training import fit, sgd
 
 
 @register_method("my-method", needs_retain=True, scenarios=("random", "class"),

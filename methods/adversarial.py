@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.training.loop import frozen_copy
+from harness.api.training import frozen_copy
 
 ATTACK_VERSION = "1"  # bump when the attack's semantics change: it is part of the artifact-cache key
 

@@ -28,10 +28,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from harness.api.task import UnlearningTask
-from harness.spec.methods import register_variant
-from harness.spec.search_space import Choice, LogUniform
-from harness.training.loop import Batch, augment_batch, cross_entropy_loss, make_scheduler, optimize, sgd
+from harness import Choice, LogUniform, UnlearningTask, register_variant
+from harness.api.training import Batch, augment_batch, cross_entropy_loss, make_scheduler, optimize, sgd
 from methods.adversarial import ATTACK_VERSION, adversarial_set
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness import LogUniform, register_method
-from harness.api.task import UnlearningTask
-from harness.training.loop import batches, fit, make_scheduler, predict_logits, sgd
+from harness import LogUniform, UnlearningTask, register_method
+from harness.api.training import batches, fit, make_scheduler, predict_logits, sgd
 
 SOURCE = ("RECONSTRUCTED from the abstracts and ICLR-2026 reviews of arXiv 2506.20893 (TRW/TREW); full text and "
           "code not accessible — internals and defaults are ours except beta=10 (docs/seed_methods.md)")

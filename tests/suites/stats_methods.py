@@ -7,7 +7,7 @@ model on the retain set with the suite's recipe: an independent retrain, so its 
 from __future__ import annotations
 
 import torch
-from harness.train import Recipe, train_model
+from harness.training.loop import Recipe, train_model
 from torch import nn
 
 from harness import UnlearningTask, register_method

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import torch
-from harness.train import fit, sgd
-from harness.unlearning import paired
 from torch import nn
 from torch.nn import functional as F
 
 from harness import UnlearningTask, register_method
+from harness.api.blocks import paired
+from harness.api.training import fit, sgd
 
 
 @register_method("forget-to-uniform", needs_retain=True,
