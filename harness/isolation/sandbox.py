@@ -17,6 +17,10 @@ plugin's files in ``/tmp`` or its processes never meet another method's runs. Th
 ``UNLEARN_BENCH_SANDBOX``: ``auto`` (default: bubblewrap when it works here, else none), ``bwrap``
 (required: fail when unavailable) or ``none`` (plain fork server, no filesystem or network isolation).
 The server and its workers speak to the harness only through inherited socket pairs.
+
+Why one module: the sandbox's layout and the fork server are one mechanism. The server is started inside the
+bubblewrap command line built here, its workers inherit that sandbox, and the policy (what is bound, hidden,
+kept) can only be checked against the server that runs under it.
 """
 
 from __future__ import annotations

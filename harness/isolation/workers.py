@@ -15,6 +15,9 @@ worker a few ms). A worker is replaced after any run that did not end ``ok``. Me
 untrusted: JSON headers and tensors loaded with ``torch.load(weights_only=True)``, never pickle, so a
 hostile method cannot execute code in the parent. ``task.cached`` artifacts are scoped by the method
 family the parent assigns (:func:`harness.isolation.method_call.method_family`), never by what the worker claims.
+
+Why one module: the parent's and the worker's halves of one message protocol (the job, the ``task.cached``
+requests, the result) stay side by side, so that a change to a message changes both ends in one place.
 """
 
 from __future__ import annotations

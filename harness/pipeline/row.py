@@ -3,6 +3,10 @@ isolated worker), the evaluators, the gaps to the oracles, and the results row.
 
 :func:`execute_run` never raises for a fault of the method or of an evaluator: it returns a row whose status
 says what went wrong, so the other runs go on.
+
+Why one module: a row's columns are assembled here, in one order, from one context (provenance, the method's run
+and its cost, the copy check, the metrics, the gaps and headlines, the no-op check); split, the row's schema would
+be spread over several files.
 """
 
 from __future__ import annotations
