@@ -17,15 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.core.results import VERIFICATIONS_DIR
+from harness.core.results import VERIFICATIONS_DIR, record_path
 
 RECORDS_DIR = VERIFICATIONS_DIR
 VERIFIED, MISMATCH, NOT_CHECKED = "verified", "mismatch", "not re-checked"
 OUTCOMES = ("match", "mismatch", "error")
-
-
-def record_path(results_root: str | Path, suite: str, run_id: str) -> Path:
-    return Path(results_root) / suite / RECORDS_DIR / f"{run_id}.json"
 
 
 def read_record(path: Path) -> dict | None:

@@ -106,6 +106,13 @@ def test_layers_import_only_downward(graph):
     assert violations(graph) == []
 
 
+def test_only_the_command_line_renders_the_leaderboard(graph):
+    """The engine never depends on its presentation: the cli's commands are the one way into the leaderboard."""
+    importers = {m for m in graph.modules if within(m, "harness") and not is_compat(m)
+                 for imported in graph.find_modules_directly_imported_by(m) if within(imported, "leaderboard")}
+    assert importers <= {"harness.commands.cli"}
+
+
 def test_every_module_is_in_a_layer(graph):
     loose = [m for m in graph.modules if layer_of(m) is None and m != FACE and not is_compat(m)
              and m.split(".")[0] not in PLUGINS]

@@ -44,9 +44,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from harness.core.results import row_hash
+from harness.core.results import record_path, row_hash
 from harness.training.cache import atomic_write_bytes, default_cache_dir
-from leaderboard.verification import record_path
 
 # Compared exactly: they name what was run, on which data and against which models.
 EXACT_COLUMNS = ("run_id", "suite", "suite_version", "suite_hash", "scenario", "seed", "method", "method_kind",

@@ -123,6 +123,11 @@ def examples_path(results_root: str | Path, suite: str, name: str) -> Path:
     return Path(results_root) / suite / EXAMPLES_DIR / f"{name}.parquet"
 
 
+def record_path(results_root: str | Path, suite: str, run_id: str) -> Path:
+    """Where ``unlearn-bench verify`` keeps its record of re-running a row (the leaderboard reads it back)."""
+    return Path(results_root) / suite / VERIFICATIONS_DIR / f"{run_id}.json"
+
+
 def write_examples(results_root: str | Path, suite: str, name: str, frame: pd.DataFrame) -> Path:
     """A per-example table (e.g. ``ulira-<scenario>-<method>-<config>``) beside the run rows, written atomically."""
     buffer = io.BytesIO()
