@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from harness.core.registry import did_you_mean
+from harness.core.registry import Registry, did_you_mean
 from harness.spec.hparams import config_hash
 from harness.training.cache import cache_key
 
@@ -119,7 +119,8 @@ class Evaluator:
         return mine if any(m.direction != "info" for m in mine) else ()
 
 
-EVALUATORS: dict[str, Evaluator] = {}
+# The evaluators by name; the built-in ones register when harness.evaluate is imported (on first use).
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", builtins=("harness.evaluate",))
 
 
 def register_evaluator(name: str, metrics: list[MetricInfo], per_method: bool = False, needs: tuple[str, ...] = (),
@@ -135,18 +136,14 @@ def register_evaluator(name: str, metrics: list[MetricInfo], per_method: bool = 
         raise ValueError(f"evaluator {name!r}: a check (scores=False) declares only 'info' metrics")
 
     def decorate(fn: Callable) -> Callable:
-        if name in EVALUATORS:
-            raise ValueError(f"evaluator {name!r} is already registered")
-        EVALUATORS[name] = Evaluator(name, fn, tuple(metrics), per_method, tuple(needs), dict(options or {}),
-                                     prepare, check, scores)
+        EVALUATORS.register(name, Evaluator(name, fn, tuple(metrics), per_method, tuple(needs), dict(options or {}),
+                                            prepare, check, scores), getattr(fn, "__module__", ""))
         return fn
 
     return decorate
 
 
 def get_evaluator(name: str) -> Evaluator:
-    if name not in EVALUATORS:
-        raise KeyError(f"unknown evaluator {name!r}{did_you_mean(name, EVALUATORS)}")
     return EVALUATORS[name]
 
 

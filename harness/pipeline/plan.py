@@ -16,7 +16,7 @@ from harness.core.registry import did_you_mean
 from harness.core.results import ResultsStore
 from harness.evaluate.base import check_evaluation
 from harness.spec.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
-from harness.spec.methods import MethodSpec, all_methods
+from harness.spec.methods import METHODS, MethodSpec
 from harness.spec.splits import parse_scenario
 from harness.spec.suite import Suite
 from harness.training.cache import cache_key
@@ -67,15 +67,9 @@ def run_id_for(suite: Suite, scenario: str, seed: int, method: str, chash: str) 
 
 def select_methods(suite: Suite, requested: list[str], extra: list[str] = ()) -> list[MethodSpec]:
     """The request, else the suite's list, else every registered method; plus ``extra`` (plugins)."""
-    registry = all_methods()
-    names = list(requested or suite.methods or registry)
+    names = list(requested or suite.methods or METHODS)
     names += [n for n in extra if n not in names]
-    specs = []
-    for name in names:
-        if name not in registry:
-            raise KeyError(f"unknown method {name!r}{did_you_mean(name, registry)}")
-        specs.append(registry[name])
-    return specs
+    return [METHODS[name] for name in names]  # an unknown name: KeyError with "did you mean"
 
 
 def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> list[RunSpec]:

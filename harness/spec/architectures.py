@@ -1,4 +1,5 @@
-"""Model registry: small nets for tests and quick suites, ResNet-18 (CIFAR stem) and ViT-Tiny for papers."""
+"""Model architectures by name: small nets for tests and quick suites, ResNet-18 (CIFAR stem) and ViT-Tiny for
+papers. A plugin adds one with ``@register_model(name)``."""
 
 from __future__ import annotations
 
@@ -7,31 +8,25 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from harness.core.registry import Registry
+
 ModelBuilder = Callable[[tuple[int, int, int], int], nn.Module]
-MODELS: dict[str, ModelBuilder] = {}
+MODELS: Registry[ModelBuilder] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    def decorate(builder: ModelBuilder) -> ModelBuilder:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = builder
-        return builder
-
-    return decorate
+    """``@register_model(name)``: a builder ``(input_shape, num_classes) -> nn.Module`` under ``name``."""
+    return MODELS.decorator(name)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, seed: int | None = None) -> nn.Module:
     """Build a freshly initialised model; with ``seed`` the initialisation is deterministic."""
-    from harness.core.registry import did_you_mean
-
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}{did_you_mean(name, MODELS)}")
+    builder = MODELS[name]
     if seed is None:
-        return MODELS[name](tuple(input_shape), num_classes)
+        return builder(tuple(input_shape), num_classes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](tuple(input_shape), num_classes)
+        return builder(tuple(input_shape), num_classes)
 
 
 @register_model("mlp")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.core.registry import Registry
+
 DATA_ROOT_ENV = "UNLEARN_BENCH_DATA"
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -190,25 +192,23 @@ def load_cifar(name: str, root: str | Path | None = None) -> DatasetArrays:
     return _with_fingerprint(name, train_x, train_y, test_x, test_y, num_classes)
 
 
-DATASET_LOADERS: dict[str, Callable[..., DatasetArrays]] = {
-    "fashion-mnist": load_fashion_mnist,
-    "digits": load_digits,
-    "cifar10": lambda root=None: load_cifar("cifar10", root),
-    "cifar100": lambda root=None: load_cifar("cifar100", root),
-}
+# Loaders by name: ``loader(root=None) -> DatasetArrays``. A plugin adds one with ``DATASETS.register(name, loader)``.
+DATASETS: Registry[Callable[..., DatasetArrays]] = Registry("dataset")
+DATASETS.register("fashion-mnist", load_fashion_mnist, __name__)
+DATASETS.register("digits", load_digits, __name__)
+DATASETS.register("cifar10", lambda root=None: load_cifar("cifar10", root), __name__)
+DATASETS.register("cifar100", lambda root=None: load_cifar("cifar100", root), __name__)
+DATASET_LOADERS = DATASETS  # the flat layout's name
 
 _MEMO: dict[tuple[str, str], DatasetArrays] = {}
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> DatasetArrays:
     """Load a dataset by name (memoised per process)."""
-    from harness.core.registry import did_you_mean
-
-    if name not in DATASET_LOADERS:
-        raise KeyError(f"unknown dataset {name!r}{did_you_mean(name, DATASET_LOADERS)}")
+    loader = DATASETS[name]
     key = (name, str(root or ""))
     if key not in _MEMO:
-        _MEMO[key] = DATASET_LOADERS[name](root)
+        _MEMO[key] = loader(root)
     return _MEMO[key]
 
 

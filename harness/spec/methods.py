@@ -140,7 +140,7 @@ def register_variant(name: str, base: Callable[..., Any], *, fixed: Mapping[str,
 
 
 def get_method(name: str) -> MethodSpec:
-    return METHODS.lookup(name)
+    return METHODS[name]
 
 
 def ensure_builtins() -> None:

@@ -18,7 +18,7 @@ import torch
 
 from harness.core.registry import did_you_mean
 from harness.spec.architectures import MODELS
-from harness.spec.datasets import DATASET_LOADERS, load_dataset, stratified_subset
+from harness.spec.datasets import DATASETS, load_dataset, stratified_subset
 from harness.spec.recipe import PRECISIONS, SCHEDULES, Recipe
 from harness.spec.splits import (
     POOLS,
@@ -146,8 +146,8 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
     data = _require(doc, "data", dict, path)
     _check_keys(data, _DATA_KEYS, f"{path} [data]")
     dataset = _require(data, "dataset", str, f"{path} [data]")
-    if dataset not in DATASET_LOADERS:
-        raise SuiteError(f"{path} [data]: unknown dataset {dataset!r}{did_you_mean(dataset, DATASET_LOADERS)}")
+    if dataset not in DATASETS:
+        raise SuiteError(f"{path} [data]: unknown dataset {dataset!r}{did_you_mean(dataset, DATASETS)}")
     model_table = _require(doc, "model", dict, path)
     model = _require(model_table, "name", str, f"{path} [model]")
     if model not in MODELS:
