@@ -30,6 +30,7 @@ from harness.spec.suite import load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import mean_tv, softmax_outputs
 from harness.training.reference_models import get_oracle, get_original
+from harness.training.workspace import Workspace
 
 NOISE = (1e-3, 1e-2, 5e-2, 2e-1)
 
@@ -64,8 +65,9 @@ def main() -> None:
         kind = parse_scenario(scenario).kind
         for seed in (int(s) for s in args.seeds.split(",")):
             split = make_split(suite.name, parse_scenario(scenario, data.num_classes), seed, data.train_y, data.test_y)
-            original = get_original(suite, data, cache, seed, device)
-            oracles = [get_oracle(suite, data, cache, split, device, k).model for k in range(args.oracles)]
+            ws = Workspace(suite, data, cache, device)
+            original = get_original(ws, seed)
+            oracles = [get_oracle(ws, split, k).model for k in range(args.oracles)]
             outs = [softmax_outputs(o, data.test_x) for o in oracles]
             pairs = [mean_tv(outs[i], outs[j]) for i in range(len(outs)) for j in range(i + 1, len(outs))]
             print(f"{scenario} seed {seed}: oracle pair TV {', '.join(f'{p:.4f}' for p in pairs)}")
@@ -83,7 +85,7 @@ def main() -> None:
                 if not spec.supports(kind):
                     continue
                 hp = resolve_hparams(spec, suite_layer(suite.hparams, spec.name, kind))  # per-kind settings
-                context = SeedContext(suite, data, scenario, seed, cache, device, {})
+                context = SeedContext(ws, scenario, seed, {})
                 model = unlearn(context.method_run(spec, hp, original.model, split.forget, split.retain, seed,
                                                    original.key), cache)
                 ev = functional_copy_check(model, oracles, original.model, data.test_x)

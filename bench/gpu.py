@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import hardware, table
 
-from harness import ensemble
 from harness.spec.architectures import build_model
+from harness.training import batched as ensemble
 from harness.training.loop import Recipe, seeded_generator, train_model
 
 

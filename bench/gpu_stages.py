@@ -24,6 +24,7 @@ from harness.spec.suite import load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.reference_models import get_oracle, get_original
+from harness.training.workspace import Workspace
 
 
 def stage(rows: list, name: str, fn, device: torch.device, count: int = 1):
@@ -61,19 +62,18 @@ def main() -> None:
         cache = ArtifactCache(Path(tmp, "cache"))
         data = stage(rows, "load data", lambda: suite.load_data(), device)
         stage(rows, "train_x to device (once)", lambda: data.train_x.to(device), device)
-        stage(rows, "originals", lambda: [get_original(suite, data, cache, s, device) for s in seeds], device,
-              len(seeds))
+        ws = Workspace(suite, data, cache, device)
+        stage(rows, "originals", lambda: [get_original(ws, s) for s in seeds], device, len(seeds))
         splits = [make_split(suite.name, parse_scenario(sc, data.num_classes), s, data.train_y, data.test_y)
                   for sc in suite.scenarios for s in seeds]
-        stage(rows, "oracles", lambda: [get_oracle(suite, data, cache, sp, device) for sp in splits], device,
-              len(splits))
+        stage(rows, "oracles", lambda: [get_oracle(ws, sp) for sp in splits], device, len(splits))
         if any(e in suite.evaluators for e in ("ulira", "mia_nn", "rmia")):
             from harness.training.shadow_bank import shadow_bank, shadow_count
 
             n = shadow_count(suite)
             stage(rows, f"shadow bank ({n} shadows x scenarios)",
-                  lambda: [shadow_bank(suite, data, cache, parse_scenario(sc, data.num_classes), device)
-                           for sc in suite.scenarios], device, len(suite.scenarios))
+                  lambda: [shadow_bank(ws, parse_scenario(sc, data.num_classes)) for sc in suite.scenarios], device,
+                  len(suite.scenarios))
         options = RunOptions(methods=args.methods.split(","), seeds=seeds, results_root=Path(tmp, "results"),
                              cache_dir=Path(tmp, "cache"), device=str(device), progress=False, isolate=True)
         summary = stage(rows, "method runs + evaluation (run_suite)", lambda: run_suite(suite, options), device)

@@ -29,6 +29,7 @@ from harness.spec.methods import get_method
 from harness.spec.suite import load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.shadow_bank import shadow_bank
+from harness.training.workspace import Workspace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     base = load_suite(args.suite)
     suite = dataclasses.replace(base, evaluate={**base.evaluate, "shadow_models": args.bank})
     data = suite.load_data()
-    ctx = SeedContext(suite, data, args.scenario, suite.seeds[0], ArtifactCache(args.cache_dir), torch.device("cpu"),
-                      {})
+    ctx = SeedContext(Workspace(suite, data, ArtifactCache(args.cache_dir), torch.device("cpu")), args.scenario,
+                      suite.seeds[0], {})
     start = time.perf_counter()
-    bank = shadow_bank(suite, data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo)
+    bank = shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo)
     print(f"{args.suite} {args.scenario}: bank of {len(bank)} shadows ready in {time.perf_counter() - start:.0f} s")
     rng = np.random.default_rng(0)
     pairs = len(bank) // 2

@@ -15,6 +15,7 @@ from harness.spec.splits import Split
 from harness.spec.suite import Suite, SuiteData, load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.reference_models import get_oracle, get_original
+from harness.training.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,10 @@ class World:
     def task(self, spec: MethodSpec, seed: int = 0) -> UnlearningTask:
         return build_task(self.run(spec, seed=seed))
 
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.suite, self.data, self.cache, torch.device("cpu"))
+
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory) -> ArtifactCache:
@@ -57,9 +62,9 @@ def digits_suite() -> Suite:
 def _world(suite: Suite, cache: ArtifactCache, scenario: str, seed: int = 0) -> World:
     data = suite.load_data()
     split = suite.split(data, scenario, seed)
-    device = torch.device("cpu")
-    original = get_original(suite, data, cache, seed, device).model
-    oracle = get_oracle(suite, data, cache, split, device).model
+    ws = Workspace(suite, data, cache, torch.device("cpu"))
+    original = get_original(ws, seed).model
+    oracle = get_oracle(ws, split).model
     return World(suite, data, split, original, oracle, cache)
 
 

@@ -22,6 +22,7 @@ from harness.pipeline.row import SeedContext
 from harness.spec.methods import get_method
 from harness.spec.scoring import HEADLINES
 from harness.spec.suite import load_suite
+from harness.training.workspace import Workspace
 
 CPU = torch.device("cpu")
 SUITE_FILE = "tests/suites/class-digits.toml"
@@ -92,13 +93,14 @@ def test_capped_keeps_the_ratio_is_seeded_and_leaves_small_sets_alone():
 
 def test_kodge_mia_subsampled_fit_gives_the_same_answer_on_a_clear_case():
     model, ctx = _kodge_world(FORGOTTEN, np.linspace(0.002, 0.03, 10))
-    ctx.suite = dataclasses.replace(ctx.suite, evaluate={**ctx.suite.evaluate, "kodge_mia": {"max_fit": 20}})
+    suite = dataclasses.replace(ctx.suite, evaluate={**ctx.suite.evaluate, "kodge_mia": {"max_fit": 20}})
+    ctx = dataclasses.replace(ctx, workspace=dataclasses.replace(ctx.workspace, suite=suite))
     assert evaluate("kodge_mia", model, ctx)["kodge_mia"] == 100.0
 
 
 def test_kodge_mia_on_digits_separates_the_oracle_from_the_original(digits_class):
     w = digits_class
-    ctx = EvalContext(w.suite, w.data, w.split, 0, CPU, None, None, [])
+    ctx = EvalContext(w.workspace, w.split, 0, None, [])
     oracle, original = evaluate("kodge_mia", w.oracle, ctx), evaluate("kodge_mia", w.original, ctx)
     assert oracle["kodge_mia"] >= 95 and original["kodge_mia"] <= 5, (oracle, original)
 
@@ -145,7 +147,7 @@ def test_uvr_calls_the_unlearned_shadows_positive():
 
 
 def _digits_ctx(suite, cache, memo: dict | None = None) -> SeedContext:
-    return SeedContext(suite, suite.load_data(), "class-3", 0, cache, CPU, {} if memo is None else memo)
+    return SeedContext(Workspace(suite, suite.load_data(), cache, CPU), "class-3", 0, {} if memo is None else memo)
 
 
 def _evaluate(ctx: SeedContext, evaluator: str, method: str, model: torch.nn.Module) -> dict[str, float]:
@@ -170,7 +172,7 @@ def test_uvr_reuses_the_method_runs_that_ulira_cached(digits_suite, session_cach
     def forbidden(*args, **kwargs):
         raise AssertionError("the attack ran the method again")
 
-    ectx.unlearn = forbidden
+    ectx = dataclasses.replace(ectx, unlearn=forbidden)
     values = get_evaluator("unlearned_vs_retrained").fn(torch.nn.Identity(), ectx)
     assert 50 < values["uvr_acc"] <= 100 and values["uvr_n_shadows"] == 4.0
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness import ensemble
 from harness.spec.architectures import build_model
 from harness.spec.suite import load_suite
+from harness.training import batched as ensemble
 from harness.training.loop import Recipe, accuracy, predict_logits, train_model
 
 
@@ -130,6 +130,7 @@ def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
     loads, with weights equal to rounding."""
     from harness.training.cache import ArtifactCache
     from harness.training.reference_models import train_cached, train_cached_many
+    from harness.training.workspace import Workspace
 
     suite = dataclasses.replace(load_suite("digits-smoke"), recipe=Recipe(epochs=3, batch_size=64, lr=0.05))
     data = suite.load_data()
@@ -137,10 +138,11 @@ def test_the_shadow_bank_trains_batched_into_the_same_cache_entries(tmp_path):
     positions = [torch.sort(torch.randperm(len(data.train_y), generator=gen)[:600]).values for _ in range(3)]
     seeds, cpu = [5, 6, 7], torch.device("cpu")
     batched_cache, sequential_cache = ArtifactCache(tmp_path / "b"), ArtifactCache(tmp_path / "s")
-    batched = train_cached_many(suite, data, batched_cache, "shadow-original", positions, seeds, cpu, mode="batched")
+    batched = train_cached_many(Workspace(suite, data, batched_cache, cpu), "shadow-original", positions, seeds,
+                                mode="batched")
     assert batched_cache.misses == 3 and batched_cache.hits == 0  # trained together: counted as trained
     assert all(batched_cache.exists("shadow-original", m.key) for m in batched)  # and stored
-    sequential = [train_cached(suite, data, sequential_cache, "shadow-original", p, s, cpu)
+    sequential = [train_cached(Workspace(suite, data, sequential_cache, cpu), "shadow-original", p, s)
                   for p, s in zip(positions, seeds)]
     assert [m.key for m in batched] == [m.key for m in sequential]
     assert _max_diff([m.model for m in batched], [m.model for m in sequential]) < 2e-3

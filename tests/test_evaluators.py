@@ -22,12 +22,13 @@ from harness.pipeline.driver import RunOptions, SeedContext, run_suite
 from harness.spec.methods import get_method
 from harness.spec.suite import load_suite
 from harness.training.shadow_bank import shadow_bank, shadow_halves
+from harness.training.workspace import Workspace
 
 CPU = torch.device("cpu")
 
 
 def _context(suite, cache, scenario: str, seed: int = 0, memo: dict | None = None) -> SeedContext:
-    return SeedContext(suite, suite.load_data(), scenario, seed, cache, CPU, {} if memo is None else memo)
+    return SeedContext(Workspace(suite, suite.load_data(), cache, CPU), scenario, seed, {} if memo is None else memo)
 
 
 def _evaluate(ctx: SeedContext, evaluator: str, method: str, model: torch.nn.Module) -> dict[str, float]:
@@ -47,8 +48,9 @@ def test_shadow_halves_are_complementary_pairs_and_shared_across_scenarios(digit
     assert not np.array_equal(halves[0], halves[2])
     memo: dict = {}
     data = digits_suite.load_data()
-    rnd = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("random-10"), CPU, memo=memo)
-    cls = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("class-3"), CPU, memo=memo)
+    ws = Workspace(digits_suite, data, session_cache, CPU)
+    rnd = shadow_bank(ws, digits_suite.scenario("random-10"), memo=memo)
+    cls = shadow_bank(ws, digits_suite.scenario("class-3"), memo=memo)
     assert [s.original.key for s in rnd.shadows] == [s.original.key for s in cls.shadows]
     for s in cls.shadows:  # class scenario: exactly the class's samples in the half
         assert set(s.forget) == set(s.half[data.train_y.numpy()[s.half] == 3])

@@ -152,7 +152,7 @@ def test_options_select_the_executor(tmp_path):
 
 
 def test_cli_flags_reach_run_options(monkeypatch, tmp_path):
-    from harness import cli
+    from harness.commands import cli
 
     seen = {}
     monkeypatch.setattr("harness.pipeline.driver.run_suite", lambda suite, options: seen.setdefault("o", options) and

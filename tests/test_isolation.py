@@ -203,7 +203,7 @@ def test_oracle_copies_are_detected(digits_random):
 
 def test_the_functional_check_with_one_and_two_oracles(digits_random):
     world = digits_random
-    second = get_oracle(world.suite, world.data, world.cache, world.split, torch.device("cpu"), 1).model
+    second = get_oracle(world.workspace, world.split, 1).model
     x = world.data.test_x
     one = functional_copy_check(world.original, [world.oracle], world.original, x)
     assert one.reason is None and one.check == "weights only (1 oracle)" and math.isnan(one.oracle_pair_tv)

@@ -25,6 +25,7 @@ from harness.evaluate.klom import (
 )
 from harness.evaluate.ulira import logit_confidence
 from harness.training.shadow_bank import shadow_bank
+from harness.training.workspace import Workspace
 
 
 def gaussian_kl(m1: float, s1: float, m2: float, s2: float) -> float:
@@ -121,7 +122,8 @@ def test_w1_matches_scipy_with_weights_and_grows_with_the_shift():
 # ------------------------------------------------------------------------ which models form each sample
 def test_samples_come_from_the_right_shadows(digits_suite, session_cache):
     data = digits_suite.load_data()
-    bank = shadow_bank(digits_suite, data, session_cache, digits_suite.scenario("random-10"), torch.device("cpu"))
+    ws = Workspace(digits_suite, data, session_cache, torch.device("cpu"))
+    bank = shadow_bank(ws, digits_suite.scenario("random-10"))
     sets = set_samples(bank, np.arange(len(data.test_y)))
     forget = sets["forget"]
     for e, x in enumerate(forget.examples[:50]):

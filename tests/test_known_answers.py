@@ -15,6 +15,7 @@ from harness.evaluate.mia_nn import member_rate, neighbour_classes
 from harness.evaluate.rmia import rmia_aucs
 from harness.spec.splits import Scenario, Split
 from harness.spec.suite import SuiteData, load_suite
+from harness.training.workspace import Workspace
 
 CPU = torch.device("cpu")
 
@@ -54,7 +55,7 @@ def world(train_y: list[int], test_y: list[int], forget: list[int], kind: str = 
 
 def context(data: SuiteData, split: Split, oracles: list[nn.Module] = ()) -> EvalContext:
     suite = load_suite("digits-smoke")  # only its (default) evaluator settings are read
-    return EvalContext(suite, data, split, 0, CPU, None, None, list(oracles))
+    return EvalContext(Workspace(suite, data, None, CPU), split, 0, None, list(oracles))
 
 
 def evaluate(name: str, model: nn.Module, ctx: EvalContext) -> dict[str, float]:

@@ -38,6 +38,7 @@ from harness.pipeline.oracle_copy import COPY_TV_FRACTION, oracle_copy_reason
 from harness.spec.methods import PluginError, get_method
 from harness.training.cache import ArtifactCache
 from harness.training.reference_models import get_oracle
+from harness.training.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "tests" / "plugins_hostile"
@@ -215,7 +216,8 @@ def test_a_noisy_oracle_copy_is_flagged_by_its_predictions(tmp_path, warm):
     data = suite.load_data()
     split = suite.split(data, "random-10", 0)
     cache = ArtifactCache(warm)
-    oracle = get_oracle(suite, data, cache, split, torch.device("cpu"), 0).model
+    ws = Workspace(suite, data, cache, torch.device("cpu"))
+    oracle = get_oracle(ws, split, 0).model
     buffer = io.BytesIO()
     torch.save(oracle.state_dict(), buffer)
     plugin = hostile_copy(tmp_path, "oracle_noise.py",
@@ -232,7 +234,7 @@ def test_a_noisy_oracle_copy_is_flagged_by_its_predictions(tmp_path, warm):
     # The same perturbation, rebuilt here: by weights alone it is not a copy (which is why the check exists).
     from harness.training.reference_models import get_original
 
-    original = get_original(suite, data, cache, 0, torch.device("cpu")).model
+    original = get_original(ws, 0).model
     noisy = copy.deepcopy(oracle)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from harness.spec.splits import Split
     from harness.spec.suite import Suite, SuiteData
     from harness.training.cache import ArtifactCache
+    from harness.training.workspace import Workspace
 
 
 # Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an
@@ -46,16 +47,13 @@ class MetricInfo:
     paper_comparable: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalContext:
     """Everything an evaluator may use (evaluators are harness code; methods never see this)."""
 
-    suite: Suite
-    data: SuiteData
+    workspace: Workspace  # the suite, its data, the artifact cache, the device
     split: Split
     seed: int
-    device: torch.device
-    cache: ArtifactCache
     original: nn.Module | None  # None in an evaluator's prepare step (shadow bank only)
     # The retrained models this evaluation compares with: all K oracles for a method; the other K - 1 when
     # one oracle is itself scored as the retrain reference (leave-one-out).
@@ -63,15 +61,31 @@ class EvalContext:
     method: MethodSpec | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     # Runs the current method (same hyper-parameters) on another original/forget/retain and returns an
-    # ``harness.pipeline.row.Unlearned`` (model and cost); used by the per-example attacks, whose shadow models must be
-    # unlearned by the method under test.
+    # ``harness.pipeline.row.Unlearned`` (model and cost); used by the per-example attacks, whose shadow models
+    # must be unlearned by the method under test. None where no method is evaluated.
     unlearn: Callable[..., Any] | None = None
-    # How ``unlearn`` runs the method (harness/sandbox.py mode, or "off" in-process): part of
+    # How ``unlearn`` runs the method (harness/isolation/sandbox.py mode, or "off" in-process): part of
     # :meth:`method_runs_key`, so a run made without the sandbox is never reused as a sandboxed one.
     unlearn_sandbox: str = "off"
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
     results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/_examples/)
     run_cpu_seconds: float = float("nan")  # what the evaluated run cost (CPU seconds; NaN: not a method run)
+
+    @property
+    def suite(self) -> Suite:
+        return self.workspace.suite
+
+    @property
+    def data(self) -> SuiteData:
+        return self.workspace.data
+
+    @property
+    def cache(self) -> ArtifactCache:
+        return self.workspace.cache
+
+    @property
+    def device(self) -> torch.device:
+        return self.workspace.device
 
     def method_runs_key(self, bank_key: str) -> str:
         """Cache key of the method under test's runs on a bank of extra models (U-LiRA's shadows, KLoM's

@@ -149,7 +149,7 @@ def _audit(ctx: EvalContext, bank: ShadowBank) -> tuple[AttackFits, AuditStatist
 def prepare_consistency(ctx: EvalContext) -> None:
     """The audit runs and their statistics (cached), so a seed's row only compares its own run with them."""
     if ctx.method is not None and ctx.method.name != ORACLE_METHOD:
-        _audit(ctx, shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo))
+        _audit(ctx, shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo))
 
 
 def evidence(metrics: dict[str, float]) -> str:
@@ -196,7 +196,7 @@ def evaluate_consistency(model: nn.Module, ctx: EvalContext) -> dict[str, float]
     if ctx.method is None or ctx.original is None or ctx.method.name == ORACLE_METHOD:
         return {}  # the retrain row is the K oracles' mean: one scored run's check does not describe it
     opts = ctx.options("consistency")
-    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo)
+    bank = shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo)
     fits, audit = _audit(ctx, bank)
     data, split = ctx.data, ctx.split
     phi_train = pool_signals([model], data.train_x, data.train_y)[0]

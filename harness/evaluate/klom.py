@@ -331,7 +331,7 @@ def evaluate_klom(model: nn.Module | None, ctx: EvalContext) -> dict[str, float]
     if ctx.method is None:
         return {}
     settings = _settings(ctx)
-    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo)
+    bank = shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo)
     name = f"{bank.scenario.name}-{ctx.method.name}-{config_hash(ctx.method.name, ctx.hparams)}"
 
     def compute() -> dict:

@@ -107,7 +107,7 @@ def evaluate_mia_nn(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     opts = ctx.options("mia_nn")
     data, split = ctx.data, ctx.split
     u = split.scenario.forget_class
-    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, split.scenario, ctx.device, memo=ctx.memo)
+    bank = shadow_bank(ctx.workspace, split.scenario, memo=ctx.memo)
     forget_train = split.forget
     forget_test = split.test_forget
     retrained_train = bank.logits("retrained", data.train_x[forget_train], f"class{u}-train")

@@ -105,7 +105,7 @@ def evaluate_rmia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     n = shadow_count(ctx.suite)
     memo_key = ("rmia-refs", data.fingerprint, ctx.suite.model, n, tuple(sorted(opts.items())))
     if memo_key not in ctx.memo:
-        refs = shadow_originals(ctx.suite, data, ctx.cache, n, ctx.device, ctx.memo)
+        refs = shadow_originals(ctx.workspace, n, ctx.memo)
         signals = np.stack([_signal(m.model, x, y, opts) for _, m in refs])
         trained = np.zeros(signals.shape, dtype=bool)
         for j, (half, _) in enumerate(refs):

@@ -254,8 +254,7 @@ def prepare_bank_runs(ctx: EvalContext) -> None:
     """Run the method on every shadow now (cached), so the runs of every seed only read the result; every
     per-method evaluator that reads the audit runs shares this step."""
     if ctx.method is not None:
-        method_bank_runs(ctx, shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device,
-                                          memo=ctx.memo))
+        method_bank_runs(ctx, shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo))
 
 
 def prepare_ulira(ctx: EvalContext) -> None:
@@ -283,7 +282,7 @@ def evaluate_ulira(model: nn.Module | None, ctx: EvalContext) -> dict[str, float
     if ctx.method is None:
         return {}
     opts = ctx.options("ulira")
-    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo)
+    bank = shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo)
     chash = config_hash(ctx.method.name, ctx.hparams)
 
     def compute() -> dict:

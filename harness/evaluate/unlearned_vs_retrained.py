@@ -96,7 +96,7 @@ def evaluate_unlearned_vs_retrained(model: nn.Module, ctx: EvalContext) -> dict[
     if ctx.method is None:
         return {}
     opts = ctx.options("unlearned_vs_retrained")
-    bank = shadow_bank(ctx.suite, ctx.data, ctx.cache, ctx.split.scenario, ctx.device, memo=ctx.memo)
+    bank = shadow_bank(ctx.workspace, ctx.split.scenario, memo=ctx.memo)
     memo_key = ("uvr", bank.key, ctx.method.name, config_hash(ctx.method.name, ctx.hparams),
                 tuple(sorted(opts.items())))
     if memo_key not in ctx.memo:

@@ -21,6 +21,7 @@ from harness.pipeline.row import SeedContext, execute_run, plugin_failure_rows, 
 from harness.spec.suite import Suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
+from harness.training.workspace import Workspace
 
 __all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "execute_run", "plan_runs", "run_id_for",
            "run_suite", "select_methods", "unlearn"]
@@ -63,7 +64,7 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
             summary.rows.append(row)
     pending = pending_runs(plan, store, options)
     summary.skipped = len(plan) - len(pending)
-    execute_plan(suite, options, data, store, cache, pending, summary, on_row)
+    execute_plan(Workspace(suite, data, cache, device), options, store, pending, summary, on_row)
     summary.cache_hits, summary.cache_misses = cache.hits, cache.misses
     summary.cache_recomputed_corrupt = cache.recomputed_corrupt
     return summary

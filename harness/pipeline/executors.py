@@ -41,6 +41,7 @@ from harness.pipeline.graph import (
 )
 from harness.pipeline.plan import should_retry
 from harness.training.shadow_bank import shadow_batching
+from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -300,11 +301,12 @@ def job_env(suite, options, cache_root: Path) -> JobEnv:
         timeout=getattr(options, "timeout", None), memory_mb=getattr(options, "memory_mb", None))
 
 
-def execute_plan(suite, options, data, store, cache, pending: list, summary,
+def execute_plan(ws: Workspace, options, store, pending: list, summary,
                  on_row: Callable[[dict], None] | None = None) -> None:
     """Run ``pending`` (RunSpecs) on the options' executor; every row is written here, by the driver."""
     if not pending:
         return
+    suite, data, cache = ws.suite, ws.data, ws.cache
     progress = _progress_bar(len(pending), options.progress)
     rows_by_id: dict[str, dict] = {}
 

@@ -42,6 +42,7 @@ from harness.training.shadow_bank import (
     train_shadow_batch,
     train_shadow_retrained,
 )
+from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -231,26 +232,23 @@ def run_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = None)
     prepare_worker(env)
     data = worker_data(env)
     cache = ArtifactCache(env.cache_dir)
-    device = resolve_device(env.device)
+    ws = Workspace(env.suite, data, cache, resolve_device(env.device))
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     if job.kind == "original":
-        get_original(env.suite, data, cache, job.seed, device)
+        get_original(ws, job.seed)
     elif job.kind == "oracle":
-        split = env.suite.split(data, job.scenario, job.seed)
-        get_oracle(env.suite, data, cache, split, device, job.index)
+        get_oracle(ws, env.suite.split(data, job.scenario, job.seed), job.index)
     elif job.kind in ("shadow-original", "shadow-retrained") and job.indices:
         scenario = parse_scenario(job.scenario, data.num_classes) if job.scenario else None
-        train_shadow_batch(env.suite, data, cache, scenario, list(job.indices), device)
+        train_shadow_batch(ws, scenario, list(job.indices))
     elif job.kind == "shadow-original":
-        shadow_original(env.suite, data, cache, job.index, device)
+        shadow_original(ws, job.index)
     elif job.kind == "shadow-retrained":
-        train_shadow_retrained(env.suite, data, cache, parse_scenario(job.scenario, data.num_classes), job.index,
-                               device)
+        train_shadow_retrained(ws, parse_scenario(job.scenario, data.num_classes), job.index)
     elif job.kind == "prepare":
         (run,) = job.runs
-        ctx = SeedContext(env.suite, data, job.scenario, run.seed, cache, device, _WORKER["memo"])
-        ctx.isolation = worker_isolation(env)
+        ctx = SeedContext(ws, job.scenario, run.seed, _WORKER["memo"], isolation=worker_isolation(env))
         ectx = ctx.eval_context(get_method(run.method), run.hparams, with_models=False)
         for name in preparing_evaluators(env.suite, job.scenario):
             try:
@@ -259,9 +257,8 @@ def run_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = None)
                 log.info("prepare %s for %s/%s failed (its rows will say why): %s", name, run.method,
                          job.scenario, exc)
     elif job.kind == "runs":
-        ctx = SeedContext(env.suite, data, job.scenario, job.seed, cache, device, _WORKER["memo"])
-        ctx.results_root = Path(env.results_root)
-        ctx.isolation = worker_isolation(env)
+        ctx = SeedContext(ws, job.scenario, job.seed, _WORKER["memo"], isolation=worker_isolation(env),
+                          results_root=Path(env.results_root))
         for run in job.runs:
             row = execute_run(run, ctx)
             if on_row is not None:

@@ -59,36 +59,54 @@ from harness.spec.splits import Split, parse_scenario, stable_seed
 from harness.spec.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache, cache_key
 from harness.training.reference_models import TrainedModel, get_oracle, get_original
+from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
 class SeedContext:
-    """Lazily built artifacts for one (scenario, seed): split, original, the K oracles and their metrics."""
+    """Lazily built artifacts for one (scenario, seed): split, original, the K oracles and their metrics.
 
-    isolation: Isolation | None = None  # set by the caller to run methods (and shadow runs) in workers
-    results_root: Path | None = None  # set by the caller; evaluators write side tables under it
+    ``isolation`` runs methods (and the evaluators' shadow runs) in workers (None: in this process);
+    evaluators write side tables under ``results_root`` (None: nowhere); ``memo`` is the process's scratch.
+    """
 
-    def __init__(self, suite: Suite, data: SuiteData, scenario: str, seed: int, cache: ArtifactCache,
-                 device: torch.device, memo: dict):
-        self.suite, self.data, self.seed, self.cache, self.device, self.memo = suite, data, seed, cache, device, memo
-        self.split: Split = suite.split(data, scenario, seed)
+    def __init__(self, workspace: Workspace, scenario: str, seed: int, memo: dict,
+                 isolation: Isolation | None = None, results_root: Path | None = None):
+        self.workspace, self.seed, self.memo = workspace, seed, memo
+        self.isolation, self.results_root = isolation, results_root
+        self.split: Split = workspace.suite.split(workspace.data, scenario, seed)
         self._original: TrainedModel | None = None
         self._oracles: list[TrainedModel] | None = None
         self._oracle_metrics: list[dict[str, float]] | None = None
 
     @property
+    def suite(self) -> Suite:
+        return self.workspace.suite
+
+    @property
+    def data(self) -> SuiteData:
+        return self.workspace.data
+
+    @property
+    def cache(self) -> ArtifactCache:
+        return self.workspace.cache
+
+    @property
+    def device(self) -> torch.device:
+        return self.workspace.device
+
+    @property
     def original(self) -> TrainedModel:
         if self._original is None:
-            self._original = get_original(self.suite, self.data, self.cache, self.seed, self.device)
+            self._original = get_original(self.workspace, self.seed)
         return self._original
 
     @property
     def oracles(self) -> list[TrainedModel]:
         """The suite's K independent retrains on this split (oracle 0 shares the original's seed)."""
         if self._oracles is None:
-            self._oracles = [get_oracle(self.suite, self.data, self.cache, self.split, self.device, k)
-                             for k in range(self.suite.oracles)]
+            self._oracles = [get_oracle(self.workspace, self.split, k) for k in range(self.suite.oracles)]
         return self._oracles
 
     @property
@@ -106,16 +124,15 @@ class SeedContext:
         """
         refs = [o.model for o in self.oracles] if references is None and with_models else (references or [])
         original = self.original.model if with_models else None
-        ctx = EvalContext(self.suite, self.data, self.split, self.seed, self.device, self.cache, original, refs,
-                          spec, hparams, memo=self.memo, results_root=self.results_root,
-                          run_cpu_seconds=run_cpu_seconds)
+        unlearn = None
         if spec is not None:
             # original_key (the shadow original's cache key) lets task.cached store derived artifacts.
-            ctx.unlearn = lambda original, forget, retain, seed, original_key=None: shadow_unlearn(
-                self.method_run(spec, hparams, original, forget, retain, seed, original_key),
-                self.cache if original_key else None, self.isolation)
-            ctx.unlearn_sandbox = sandbox_label(self.isolation)
-        return ctx
+            def unlearn(original, forget, retain, seed, original_key=None):
+                return shadow_unlearn(self.method_run(spec, hparams, original, forget, retain, seed, original_key),
+                                      self.cache if original_key else None, self.isolation)
+        return EvalContext(self.workspace, self.split, self.seed, original, refs, spec, hparams, unlearn=unlearn,
+                           unlearn_sandbox=sandbox_label(self.isolation) if spec is not None else "off",
+                           memo=self.memo, results_root=self.results_root, run_cpu_seconds=run_cpu_seconds)
 
     def method_run(self, spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, forget: torch.Tensor,
                    retain: torch.Tensor, seed: int, original_key: str | None = None) -> MethodRun:

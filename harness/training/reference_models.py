@@ -17,8 +17,9 @@ from harness.spec.architectures import build_model
 from harness.spec.splits import Split, hash_indices, stable_seed
 from harness.spec.suite import Suite, SuiteData
 from harness.training.batched import train_models
-from harness.training.cache import ArtifactCache, cache_key
+from harness.training.cache import cache_key
 from harness.training.loop import TRAINER_VERSION, train_model
+from harness.training.workspace import Workspace
 
 
 @dataclass
@@ -51,9 +52,9 @@ def _trained(model: nn.Module, key: str, payload: dict) -> TrainedModel:
                         float(payload.get("train_cpu_seconds", float("nan"))))
 
 
-def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str, train_positions: torch.Tensor,
-                 seed: int, device: torch.device) -> TrainedModel:
+def train_cached(ws: Workspace, role: str, train_positions: torch.Tensor, seed: int) -> TrainedModel:
     """Train (or load) a model on ``train_positions`` of the suite's train pool."""
+    suite, data, cache, device = ws.suite, ws.data, ws.cache, ws.device
     key = model_key(suite, data, role, train_positions, seed)
 
     def compute() -> dict:
@@ -68,13 +69,13 @@ def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
     return _trained(model.to(device).eval(), key, payload)
 
 
-def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
-                      positions: list[torch.Tensor], seeds: list[int], device: torch.device,
+def train_cached_many(ws: Workspace, role: str, positions: list[torch.Tensor], seeds: list[int],
                       mode: str = "auto") -> list[TrainedModel]:
     """Several models of one role, as :func:`train_cached` gives them one by one; the ones not yet cached and
     with equal-sized training sets train together (:func:`harness.training.batched.train_models`, batched where its
     measured rule says it pays: on a GPU). Batched weights equal sequential ones to rounding, not bit for bit.
     """
+    suite, data, cache, device = ws.suite, ws.data, ws.cache, ws.device
     keys = [model_key(suite, data, role, p, s) for p, s in zip(positions, seeds)]
     missing = [i for i, key in enumerate(keys) if not cache.exists(role, key)]
     by_size: dict[int, list[int]] = {}
@@ -100,12 +101,12 @@ def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role:
                            parts={"suite": suite.name, "role": role, "seed": seeds[i], "batched": True})
                 cache.misses += 1  # trained here, as get_or_compute counts it
                 trained[i] = _trained(model.to(device).eval(), keys[i], payload)
-    return [trained[i] if i in trained else train_cached(suite, data, cache, role, p, s, device)
+    return [trained[i] if i in trained else train_cached(ws, role, p, s)
             for i, (p, s) in enumerate(zip(positions, seeds))]
 
 
-def get_original(suite: Suite, data: SuiteData, cache: ArtifactCache, seed: int, device: torch.device) -> TrainedModel:
-    return train_cached(suite, data, cache, "original", suite.original_positions(data, seed), seed, device)
+def get_original(ws: Workspace, seed: int) -> TrainedModel:
+    return train_cached(ws, "original", ws.suite.original_positions(ws.data, seed), seed)
 
 
 def oracle_seed(split: Split, index: int) -> int:
@@ -114,9 +115,8 @@ def oracle_seed(split: Split, index: int) -> int:
     return split.seed if index == 0 else stable_seed("oracle", index, split.seed) % (2**31)
 
 
-def get_oracle(suite: Suite, data: SuiteData, cache: ArtifactCache, split: Split, device: torch.device,
-               index: int = 0) -> TrainedModel:
-    return train_cached(suite, data, cache, "oracle", split.retain, oracle_seed(split, index), device)
+def get_oracle(ws: Workspace, split: Split, index: int = 0) -> TrainedModel:
+    return train_cached(ws, "oracle", split.retain, oracle_seed(split, index))
 
 
 def oracle_key(suite: Suite, data: SuiteData, split: Split, index: int = 0) -> str:

@@ -30,9 +30,10 @@ from harness.spec.architectures import build_model
 from harness.spec.splits import Scenario, hash_indices, sample_forget_within, stable_seed, stratified_halves
 from harness.spec.suite import Suite, SuiteData
 from harness.training.batched import choose_mode
-from harness.training.cache import ArtifactCache, cache_key
+from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
 from harness.training.reference_models import TrainedModel, train_cached, train_cached_many
+from harness.training.workspace import Workspace
 
 DEFAULT_SHADOWS = 8
 DEFAULT_AUDIT_FACTOR = 2.5
@@ -157,36 +158,33 @@ class ShadowBank:
         return self._logits[key]
 
 
-def shadow_original(suite: Suite, data: SuiteData, cache: ArtifactCache, index: int, device: torch.device
-                    ) -> TrainedModel:
+def shadow_original(ws: Workspace, index: int) -> TrainedModel:
     """Shadow ``index``'s original (trained on its half)."""
-    half = shadow_halves(data.train_y, shadow_count(suite))[index]
-    return train_cached(suite, data, cache, "shadow-original", torch.as_tensor(half, dtype=torch.long),
-                        shadow_seed(index), device)
+    half = shadow_halves(ws.data.train_y, shadow_count(ws.suite))[index]
+    return train_cached(ws, "shadow-original", torch.as_tensor(half, dtype=torch.long), shadow_seed(index))
 
 
-def shadow_retrained(suite: Suite, data: SuiteData, cache: ArtifactCache, half: np.ndarray, forget: np.ndarray,
-                     index: int, device: torch.device) -> TrainedModel:
+def shadow_retrained(ws: Workspace, half: np.ndarray, forget: np.ndarray, index: int) -> TrainedModel:
     """Shadow ``index``'s retrained counterpart: trained from scratch on its half minus its forget set."""
     retain = torch.as_tensor(np.setdiff1d(half, forget, assume_unique=True), dtype=torch.long)
-    return train_cached(suite, data, cache, "shadow-retrained", retain, shadow_seed(index), device)
+    return train_cached(ws, "shadow-retrained", retain, shadow_seed(index))
 
 
-def train_shadow_retrained(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: Scenario, index: int,
-                           device: torch.device) -> TrainedModel:
+def train_shadow_retrained(ws: Workspace, scenario: Scenario, index: int) -> TrainedModel:
     """Shadow ``index``'s retrained counterpart for ``scenario``, without building the rest of the bank."""
+    suite, data = ws.suite, ws.data
     n = shadow_count(suite)
     factor = audit_factor_of(suite)
     half = shadow_halves(data.train_y, n)[index]
     forget = forget_within(half, scenario, data.train_y, index, audit_set(scenario, data.train_y, len(data.train_y),
                                                                            factor))
-    return shadow_retrained(suite, data, cache, half, forget, index, device)
+    return shadow_retrained(ws, half, forget, index)
 
 
-def train_shadow_batch(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: Scenario | None,
-                       indices: list[int], device: torch.device) -> None:
+def train_shadow_batch(ws: Workspace, scenario: Scenario | None, indices: list[int]) -> None:
     """Train (or load) several shadows at once: their originals (``scenario`` None) or their retrained
     counterparts for ``scenario``, batched where :func:`shadow_batching` says so."""
+    suite, data = ws.suite, ws.data
     n = shadow_count(suite)
     halves = shadow_halves(data.train_y, n)
     if scenario is None:
@@ -197,8 +195,7 @@ def train_shadow_batch(suite: Suite, data: SuiteData, cache: ArtifactCache, scen
         sets = [np.setdiff1d(halves[i], forget_within(halves[i], scenario, data.train_y, i, audit),
                              assume_unique=True) for i in indices]
         role = "shadow-retrained"
-    train_cached_many(suite, data, cache, role, [torch.as_tensor(p, dtype=torch.long) for p in sets],
-                      [shadow_seed(i) for i in indices], device)
+    train_cached_many(ws, role, [torch.as_tensor(p, dtype=torch.long) for p in sets], [shadow_seed(i) for i in indices])
 
 
 def shadow_batching(suite: Suite, data: SuiteData, device: torch.device) -> bool:
@@ -218,24 +215,25 @@ def _bank_key(data: SuiteData, suite: Suite, scenario: Scenario, n: int, factor:
                      scenario=scenario.name, n=n, audit_factor=factor)
 
 
-def shadow_originals(suite: Suite, data: SuiteData, cache: ArtifactCache, n: int, device: torch.device,
-                     memo: dict | None = None) -> list[tuple[np.ndarray, TrainedModel]]:
+def shadow_originals(ws: Workspace, n: int, memo: dict | None = None) -> list[tuple[np.ndarray, TrainedModel]]:
     """The N shadow originals (scenario-independent; RMIA's reference models)."""
+    suite, data = ws.suite, ws.data
     memo_key = ("shadow-originals", data.fingerprint, suite.model, repr(suite.recipe.as_dict()), n)
     if memo is not None and memo_key in memo:
         return memo[memo_key]
     out = []
     for i, half in enumerate(shadow_halves(data.train_y, n)):
         positions = torch.as_tensor(half, dtype=torch.long)
-        out.append((half, train_cached(suite, data, cache, "shadow-original", positions, shadow_seed(i), device)))
+        out.append((half, train_cached(ws, "shadow-original", positions, shadow_seed(i))))
     if memo is not None:
         memo[memo_key] = out
     return out
 
 
-def shadow_bank(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: Scenario, device: torch.device,
-                n: int | None = None, memo: dict | None = None, audit_factor: float | None = None) -> ShadowBank:
+def shadow_bank(ws: Workspace, scenario: Scenario, n: int | None = None, memo: dict | None = None,
+                audit_factor: float | None = None) -> ShadowBank:
     """Build (or load from the cache) the shadow bank of ``scenario``; memoised per process in ``memo``."""
+    suite, data = ws.suite, ws.data
     n = n or shadow_count(suite)
     factor = audit_factor_of(suite) if audit_factor is None else audit_factor
     key = _bank_key(data, suite, scenario, n, factor)
@@ -243,11 +241,10 @@ def shadow_bank(suite: Suite, data: SuiteData, cache: ArtifactCache, scenario: S
         return memo[("shadow-bank", key)]
     audit = audit_set(scenario, data.train_y, len(data.train_y), factor)
     shadows = []
-    for i, (half, original) in enumerate(shadow_originals(suite, data, cache, n, device, memo)):
+    for i, (half, original) in enumerate(shadow_originals(ws, n, memo)):
         forget = forget_within(half, scenario, data.train_y, i, audit)
         shadows.append(Shadow(i, half, forget, original,
-                              lambda i=i, half=half, forget=forget: shadow_retrained(suite, data, cache, half, forget,
-                                                                                    i, device)))
+                              lambda i=i, half=half, forget=forget: shadow_retrained(ws, half, forget, i)))
     key = cache_key(bank=key, members=[hash_indices(torch.as_tensor(s.forget)) for s in shadows])
     bank = ShadowBank(scenario, shadows, len(data.train_y), audit, key)
     if memo is not None:

@@ -7,10 +7,10 @@ model on the retain set with the suite's recipe: an independent retrain, so its 
 from __future__ import annotations
 
 import torch
-from harness.training.loop import Recipe, train_model
 from torch import nn
 
 from harness import UnlearningTask, register_method
+from harness.training.loop import Recipe, train_model
 
 
 @register_method("stats-noop", scenarios=("random", "class"), needs_retain=False,
