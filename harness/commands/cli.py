@@ -359,9 +359,9 @@ def cmd_try(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.keep is not None and args.keep.resolve() == args.results.resolve():
         raise ValueError("--keep must not be the results folder: quick rows are never mixed into real results")
-    request = QuickRequest(suite, tuple(str(p) for p in args.plugins), tuple(args.methods),
-                           suite.seeds[0] if args.seed is None else args.seed, args.results, args.cache_dir, args.keep,
-                           args.isolate, args.data_root)
+    request = QuickRequest(suite=suite, plugins=tuple(str(p) for p in args.plugins), methods=tuple(args.methods),
+                           seed=suite.seeds[0] if args.seed is None else args.seed, results=args.results,
+                           cache_dir=args.cache_dir, keep=args.keep, isolate=args.isolate, data_root=args.data_root)
     print(run_quick(request))
     return 0
 

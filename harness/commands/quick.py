@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.pipeline.plan import RunOptions
+from harness.pipeline.options import Options, RunOptions
 from harness.spec.scoring import ORACLE_METHOD
 from harness.spec.splits import parse_scenario
 from harness.spec.suite import Suite
@@ -34,17 +34,15 @@ NOT_A_RESULT = ("quick look (one seed, cheap evaluators, no audit runs): NOT a l
                 "`unlearn-bench run --suite {suite} --plugin FILE` for one")
 
 
-@dataclass(frozen=True)
-class QuickRequest:
+@dataclass(frozen=True, kw_only=True)
+class QuickRequest(Options):
+    """A quick look: the plugin files, one seed of one suite; methods run in this process unless ``isolate``."""
+
     suite: Suite
-    plugins: tuple[str, ...]
-    methods: tuple[str, ...]  # empty: every method the plugins register
+    methods: tuple[str, ...] = ()  # empty: every method the plugins register
     seed: int
     results: Path  # the real results folder the comparison rows are read from
-    cache_dir: Path | None
-    keep: Path | None
-    isolate: bool
-    data_root: str | None = None
+    keep: Path | None = None
 
 
 def quick_suite(suite: Suite, kinds: set[str]) -> Suite:
@@ -138,9 +136,8 @@ def run_quick(request: QuickRequest) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         out = request.keep or Path(scratch)
         # the plugins are registered already (above): the runner gets their names, not the files again
-        options = RunOptions(methods=methods, seeds=[request.seed], results_root=out, cache_dir=request.cache_dir,
-                             progress=False, isolate=request.isolate,
-                             data_root=request.data_root, force=True)
+        options = RunOptions(**{**request.shared(), "plugins": ()}, methods=methods, seeds=[request.seed],
+                             results_root=out, progress=False, force=True)
         summary = run_suite(suite, options)
         mine = read_results(out, suite.name)
     stored = stored_rows(request.results, request.suite)

@@ -44,8 +44,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from harness.core.files import atomic_write_bytes
 from harness.core.results import record_path, row_hash
-from harness.training.cache import atomic_write_bytes, default_cache_dir
+from harness.pipeline.options import Options
+from harness.training.cache import default_cache_dir
 
 # Compared exactly: they name what was run, on which data and against which models.
 EXACT_COLUMNS = ("run_id", "suite", "suite_version", "suite_hash", "scenario", "seed", "method", "method_kind",
@@ -76,17 +78,12 @@ class VerifyError(ValueError):
     """Bad input to verify (no rows, unknown run ids, a row that cannot be re-derived)."""
 
 
-@dataclass
-class Settings:
-    """How rows are re-run (``threads`` None: the thread count each row records)."""
+@dataclass(frozen=True, kw_only=True)
+class Settings(Options):
+    """How rows are re-run: methods isolated, and ``threads`` None: the thread count each row records."""
 
-    plugins: list[str] = field(default_factory=list)
-    cache_dir: Path | None = None
-    data_root: str | None = None
-    device: str = "auto"
     threads: int | None = None
     isolate: bool = True
-    timeout: float | None = None
 
 
 @dataclass
@@ -211,13 +208,11 @@ def rerun(row: dict[str, Any], suite, settings: Settings, scratch: Path, threads
 
     hparams = json.loads(row["hparams"]) if isinstance(row.get("hparams"), str) and row["hparams"] else {}
     results = scratch / "results"
-    options = RunOptions(methods=[str(row["method"])], seeds=[int(row["seed"])], scenarios=[str(row["scenario"])],
-                         results_root=results, cache_dir=_scratch_cache(scratch, settings.cache_dir
-                                                                         or default_cache_dir()),
-                         device=settings.device, force=True,
-                         overrides={str(row["method"]): hparams} if hparams else {}, plugins=list(settings.plugins),
-                         progress=False, data_root=settings.data_root, isolate=settings.isolate,
-                         timeout=settings.timeout, threads=threads)
+    shared = {**settings.shared(), "threads": threads,
+              "cache_dir": _scratch_cache(scratch, Path(settings.cache_dir or default_cache_dir()))}
+    options = RunOptions(**shared, methods=[str(row["method"])], seeds=[int(row["seed"])],
+                         scenarios=[str(row["scenario"])], results_root=results, force=True,
+                         overrides={str(row["method"]): hparams} if hparams else {}, progress=False)
     summary = run_suite(suite, options)
     fresh = [r for r in summary.rows if r["method"] == row["method"] and r["scenario"] == row["scenario"]
              and int(r["seed"]) == int(row["seed"])]

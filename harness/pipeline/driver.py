@@ -16,7 +16,8 @@ from harness.core.results import ResultsStore
 from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
 from harness.pipeline.executors import execute_plan
-from harness.pipeline.plan import RunOptions, RunSpec, pending_runs, plan_runs, run_id_for, select_methods
+from harness.pipeline.options import RunOptions
+from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods
 from harness.pipeline.row import SeedContext, execute_run, plugin_failure_rows, unlearn
 from harness.spec.suite import Suite
 from harness.training.cache import ArtifactCache

@@ -39,6 +39,7 @@ from harness.pipeline.graph import (
     probe_cache,
     run_job,
 )
+from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import should_retry
 from harness.training.shadow_bank import shadow_batching
 from harness.training.workspace import Workspace
@@ -291,14 +292,14 @@ def run_graph(executor, jobs: list[Job], on_result: Callable[[Job, JobResult], N
         executor.close()
 
 
-def job_env(suite, options, cache_root: Path) -> JobEnv:
-    return JobEnv(
-        suite=dataclasses.replace(suite),  # a fresh instance: no cached dataset travels to the workers
-        cache_dir=str(Path(cache_root).resolve()), device=options.device,
-        data_root=str(Path(options.data_root).resolve()) if options.data_root else None,
-        plugins=tuple(str(Path(p).resolve()) for p in options.plugins), threads=options.threads,
-        results_root=str(Path(options.results_root).resolve()), isolate=bool(getattr(options, "isolate", False)),
-        timeout=getattr(options, "timeout", None), memory_mb=getattr(options, "memory_mb", None))
+def job_env(suite, options: RunOptions, cache_root: Path) -> JobEnv:
+    """The options as a worker needs them: every path absolute, the suite a fresh copy."""
+    return JobEnv(**{**options.shared(),
+                     "cache_dir": str(Path(cache_root).resolve()),
+                     "data_root": str(Path(options.data_root).resolve()) if options.data_root else None,
+                     "plugins": tuple(str(Path(p).resolve()) for p in options.plugins)},
+                  suite=dataclasses.replace(suite),  # a fresh instance: no cached dataset travels to the workers
+                  results_root=str(Path(options.results_root).resolve()))
 
 
 def execute_plan(ws: Workspace, options, store, pending: list, summary,

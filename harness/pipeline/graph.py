@@ -26,6 +26,7 @@ import torch
 from harness.evaluate import EVALUATORS
 from harness.isolation.plugins import load_plugins
 from harness.isolation.workers import Isolation
+from harness.pipeline.options import Options
 from harness.pipeline.row import SeedContext, execute_run, make_isolation
 from harness.spec.methods import get_method
 from harness.spec.scoring import ORACLE_METHOD
@@ -49,20 +50,15 @@ log = logging.getLogger(__name__)
 JOB_KINDS = ("original", "oracle", "shadow-original", "shadow-retrained", "prepare", "runs")
 
 
-@dataclass(frozen=True)
-class JobEnv:
-    """What a worker needs to rebuild the suite's world; small and picklable, paths absolute."""
+@dataclass(frozen=True, kw_only=True)
+class JobEnv(Options):
+    """What a worker needs to rebuild the suite's world; small and picklable, paths absolute (``cache_dir`` too).
+
+    ``threads``: torch intra-op threads in every worker; results depend on it, so it is fixed (0: leave it).
+    """
 
     suite: Suite
-    cache_dir: str
-    device: str = "auto"
-    data_root: str | None = None
-    plugins: tuple[str, ...] = ()
-    threads: int = 1  # torch intra-op threads in every worker: results depend on it, so it is fixed (0: leave)
     results_root: str = "results"  # evaluators may write side tables under it (shared storage on clusters)
-    isolate: bool = False  # as RunOptions: method runs in isolated worker processes, with these limits
-    timeout: float | None = None
-    memory_mb: int | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ configuration on one (scenario, seed), identified by a ``run_id`` that names its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -15,36 +14,12 @@ import pyarrow.parquet as pq
 from harness.core.registry import did_you_mean
 from harness.core.results import ResultsStore
 from harness.evaluate.base import check_evaluation
+from harness.pipeline.options import RunOptions  # noqa: F401  (re-exported: the flat layout's place)
 from harness.spec.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
 from harness.spec.methods import METHODS, MethodSpec
 from harness.spec.splits import parse_scenario
 from harness.spec.suite import Suite
 from harness.training.cache import cache_key
-
-
-@dataclass
-class RunOptions:
-    """What to run; empty selections mean 'everything the suite declares'."""
-
-    methods: list[str] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    scenarios: list[str] = field(default_factory=list)
-    results_root: Path = Path("results")
-    cache_dir: Path | None = None
-    device: str = "auto"
-    force: bool = False
-    retry_failed: bool = False
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # --set method.key=value
-    plugins: list[str] = field(default_factory=list)
-    progress: bool = True
-    data_root: str | None = None
-    isolate: bool = False  # run methods in worker processes (the CLI's default; see harness/isolation.py)
-    timeout: float | None = None  # seconds per method run (isolated only); None: the suite's [run] timeout
-    memory_mb: int | None = None  # worker address-space budget (isolated, CPU); None: the suite's setting
-    jobs: int = 1  # > 1: a local process pool (harness/executors.py)
-    threads: int = 1  # torch intra-op threads per worker, the same in every mode (results depend on it)
-    executor: str = "local"  # local | ray
-    ray_address: str | None = None  # None: start (or join) a local Ray instance
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from harness.commands.tune.validation import (
     validation_seeds,
 )
 from harness.isolation.plugins import load_plugins
+from harness.pipeline.options import Options
 from harness.pipeline.plan import select_methods
 from harness.spec.datasets import load_dataset
 from harness.spec.methods import MethodSpec, PluginError
@@ -36,24 +38,20 @@ DEFAULT_BUDGET = 16
 DEFAULT_VALIDATION_SEEDS = 3
 
 
-@dataclass
-class TuneRequest:
-    """What to tune, where to write it; empty ``methods``: every non-reference method (plugins included)."""
+@dataclass(frozen=True, kw_only=True)
+class TuneRequest(Options):
+    """What to tune, where to write it; empty ``methods``: every non-reference method (plugins included).
+    Methods run isolated; ``cache_dir`` None: ``<out>/cache``."""
 
     suite: str
     methods: list[str] = field(default_factory=list)
-    plugins: list[str] = field(default_factory=list)
     budget: int = DEFAULT_BUDGET
     seeds: list[int] = field(default_factory=list)  # validation seeds; empty: DEFAULT_VALIDATION_SEEDS from 1000
     kinds: list[str] = field(default_factory=list)  # empty: every kind the suite has
     classes: int = DEFAULT_CLASSES  # validation forget classes per scored class scenario
     out: Path = Path("tuning")
     write: bool = False
-    cache_dir: Path | None = None  # default: <out>/cache
-    data_root: str | None = None
-    device: str = "auto"
     isolate: bool = True
-    timeout: float | None = None
     sampler_seed: int = 0
 
 
@@ -95,9 +93,8 @@ def run_tune(request: TuneRequest, report: Callable[[str], None] = print) -> lis
     if bad:
         raise ValueError(f"--kinds {bad[0]!r}: suite {suite.name} has scenario kinds {', '.join(suite_kinds)}")
     kinds = request.kinds or suite_kinds
-    cache = request.cache_dir or request.out / "cache"
-    options = default_options(request.out / "validation-results", cache, request.device, request.isolate,
-                              request.data_root, request.timeout)
+    options = default_options(request.out / "validation-results",
+                              dataclasses.replace(request, cache_dir=request.cache_dir or request.out / "cache"))
     report(f"tuning {len(specs)} method(s) of {suite.name} with {request.budget} trials per (method, kind) on "
            f"{validation.describe()}")
     results: list[TuneResult] = []

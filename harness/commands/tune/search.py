@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from harness.commands.tune.validation import ValidationSuite
 from harness.core.results import ResultsStore
 from harness.pipeline.driver import run_suite
-from harness.pipeline.plan import RunOptions, plan_runs
+from harness.pipeline.options import Options, RunOptions
+from harness.pipeline.plan import plan_runs
 from harness.spec.hparams import resolve_hparams, suite_layer
 from harness.spec.methods import MethodSpec
 from harness.spec.search_space import Knob, at_bound
@@ -170,8 +171,7 @@ def tune(spec: MethodSpec, suite: ValidationSuite, kind: str, budget: int, base:
     return result
 
 
-def default_options(results_root: Path, cache_dir: Path | None, device: str, isolate: bool,
-                    data_root: str | None, timeout: float | None) -> RunOptions:
-    """The runner options every trial shares (the validation suite's rows go under ``results_root``)."""
-    return RunOptions(results_root=results_root, cache_dir=cache_dir, device=device, progress=False,
-                      isolate=isolate, data_root=data_root, timeout=timeout)
+def default_options(results_root: Path, options: Options) -> RunOptions:
+    """The runner options every trial shares (the validation suite's rows go under ``results_root``); no plugin
+    files: the plugins are registered in this process already."""
+    return RunOptions(**{**options.shared(), "plugins": ()}, results_root=results_root, progress=False)
