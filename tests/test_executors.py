@@ -20,7 +20,7 @@ from harness.pipeline.executors import (
     check_cache_visible,
     job_env,
     make_executor,
-    run_graph,
+    schedule_jobs,
 )
 from harness.pipeline.graph import Job, JobResult, build_graph
 from harness.spec.suite import load_suite
@@ -115,13 +115,13 @@ def test_run_graph_waits_for_dependencies_and_reports_failures(tmp_path):
 
     env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path)
     jobs = [Job("b", "runs", 0, deps=("a",)), Job("a", "original", 0), Job("c", "runs", 0, deps=("a", "b"))]
-    run_graph(Recorder(env), jobs, lambda job, result: None)
+    schedule_jobs(Recorder(env), jobs, lambda job, result: None)
     assert order == ["a", "b", "c"]
     order.clear()  # a job vetoed at submission (its output is stored) releases its dependents at once
-    run_graph(Recorder(env), jobs, lambda job, result: None, lambda job: None if job.id == "a" else job)
+    schedule_jobs(Recorder(env), jobs, lambda job, result: None, lambda job: None if job.id == "a" else job)
     assert order == ["b", "c"]
     with pytest.raises(RuntimeError, match="job boom failed"):
-        run_graph(Recorder(env), [Job("boom", "original", 0), Job("d", "runs", 0, deps=("boom",))],
+        schedule_jobs(Recorder(env), [Job("boom", "original", 0), Job("d", "runs", 0, deps=("boom",))],
                   lambda job, result: None)
 
 

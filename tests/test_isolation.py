@@ -42,7 +42,7 @@ def _plugin(tmp_path: Path, body: str, **names: str) -> tuple[str, Path]:
 
 
 def _run(iso: Isolation, world, name: str, hparams: dict | None = None, cache=None, original_key=None):
-    return iso.run(world.run(get_method(name), hparams, original_key=original_key), cache=cache)
+    return iso.unlearn(world.run(get_method(name), hparams, original_key=original_key), cache=cache)
 
 
 PROBE = '''

@@ -339,7 +339,7 @@ def test_a_closed_plugin_server_is_restarted_for_its_next_run(tmp_path, digits_r
                         "def method(task):\n    return task.model\n")
         names += load_plugin_file(path)
     def run(iso: Isolation, name: str) -> None:
-        iso.run(world.run(get_method(name)))
+        iso.unlearn(world.run(get_method(name)))
 
     with Isolation(IsolationLimits(timeout_s=120, memory_mb=2048)) as iso:
         run(iso, names[0])

@@ -332,7 +332,7 @@ class Isolation:
             worker.stop(kill=kill)
             self.restarts += 1
 
-    def run(self, run: MethodRun, cache=None, timeout_s: float | None = None) -> nn.Module:
+    def unlearn(self, run: MethodRun, cache=None, timeout_s: float | None = None) -> nn.Module:
         """Run the method in a worker; returns the model or raises :class:`MethodFault`."""
         spec, original, forget, retain, device = run.spec, run.original, run.forget, run.retain, run.device
         model_name, num_classes = run.model_name, run.num_classes

@@ -3,7 +3,7 @@
 ``run_suite`` plans the runs (:mod:`harness.pipeline.plan`), records plugins that failed to load as failed rows, and
 hands the runs still missing to an executor (:mod:`harness.pipeline.executors`), which runs the suite's job graph
 (:mod:`harness.pipeline.graph`: originals, oracles, shadow bank, then each (scenario, seed) group of method runs as
-:func:`harness.pipeline.row.execute_run` does them) in this process, in a local process pool, or on Ray. There is one
+:func:`harness.pipeline.row.produce_row` does them) in this process, in a local process pool, or on Ray. There is one
 execution path: the sequential run is the job graph on the in-process executor.
 """
 
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from harness.core.results import ResultsStore
 from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
-from harness.pipeline.executors import execute_plan
+from harness.pipeline.executors import dispatch_plan
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods
-from harness.pipeline.row import SeedContext, execute_run, plugin_failure_rows, unlearn
+from harness.pipeline.row import SeedContext, produce_row, plugin_failure_rows, unlearn
 from harness.spec.suite import Suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.workspace import Workspace
 
-__all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "execute_run", "plan_runs", "run_id_for",
+__all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "produce_row", "plan_runs", "run_id_for",
            "run_suite", "select_methods", "unlearn"]
 
 
@@ -65,7 +65,7 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
             summary.rows.append(row)
     pending = pending_runs(plan, store, options)
     summary.skipped = len(plan) - len(pending)
-    execute_plan(Workspace(suite, data, cache, device), options, store, pending, summary, on_row)
+    dispatch_plan(Workspace(suite, data, cache, device), options, store, pending, summary, on_row)
     summary.cache_hits, summary.cache_misses = cache.hits, cache.misses
     summary.cache_recomputed_corrupt = cache.recomputed_corrupt
     return summary

@@ -37,7 +37,7 @@ from harness.pipeline.graph import (
     is_stored,
     prepare_worker,
     probe_cache,
-    run_job,
+    execute_job,
 )
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import should_retry
@@ -75,7 +75,7 @@ class LocalExecutor:
 
     def submit(self, job: Job) -> Job:
         try:
-            self._done.append((job, run_job(self.env, job, self.on_row)))
+            self._done.append((job, execute_job(self.env, job, self.on_row)))
         except Exception as exc:  # noqa: BLE001 - reported by wait() like the other executors do
             self._done.append((job, exc))
         return job
@@ -154,7 +154,7 @@ def pool_worker_info() -> tuple[int, int, str]:
 
 def _pool_run(job: Job) -> JobResult:
     assert _POOL_ENV is not None, "pool worker not initialised"
-    return run_job(_POOL_ENV, job)
+    return execute_job(_POOL_ENV, job)
 
 
 class RayExecutor:
@@ -221,7 +221,7 @@ class RayExecutor:
 
 
 def _ray_run(env: JobEnv, job: Job) -> JobResult:
-    return run_job(env, job)
+    return execute_job(env, job)
 
 
 # ------------------------------------------------------------------------------------------- scheduling
@@ -257,7 +257,7 @@ def check_cache_visible(executor, cache_dir: str) -> None:
             "same path on every node and pass --cache-dir with that path.")
 
 
-def run_graph(executor, jobs: list[Job], on_result: Callable[[Job, JobResult], None],
+def schedule_jobs(executor, jobs: list[Job], on_result: Callable[[Job, JobResult], None],
               on_submit: Callable[[Job], Job | None] | None = None) -> None:
     """Submit each job once its dependencies finished; ``on_submit`` may narrow a job or veto it (None)."""
     pending = list(jobs)
@@ -302,7 +302,7 @@ def job_env(suite, options: RunOptions, cache_root: Path) -> JobEnv:
                   results_root=str(Path(options.results_root).resolve()))
 
 
-def execute_plan(ws: Workspace, options, store, pending: list, summary,
+def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
                  on_row: Callable[[dict], None] | None = None) -> None:
     """Run ``pending`` (RunSpecs) on the options' executor; every row is written here, by the driver."""
     if not pending:
@@ -369,7 +369,7 @@ def execute_plan(ws: Workspace, options, store, pending: list, summary,
     start = time.perf_counter()
     try:
         batch = shadow_batching(suite, data, torch.device("cuda" if gpu else "cpu"))
-        run_graph(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)
+        schedule_jobs(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)
     finally:
         for stack in claims.values():
             stack.close()

@@ -3,7 +3,7 @@
 Jobs are ``original`` (train on the full pool, one per seed), ``oracle`` (retrain on the retain split, one
 per (scenario, seed) and oracle index k < K), ``shadows`` (the shadow bank a scenario's evaluators need) and
 ``runs`` (every pending method run on one (scenario, seed): unlearn, then the evaluators, as
-:func:`harness.pipeline.row.execute_run` does them). Each job is a pure function of its spec and
+:func:`harness.pipeline.row.produce_row` does them). Each job is a pure function of its spec and
 the :class:`JobEnv`; its output is stored by key -- models in the content-addressed artifact cache, rows
 (returned to the driver) in the results store by ``run_id`` -- so a job whose output exists costs a load.
 
@@ -27,7 +27,7 @@ from harness.evaluate import EVALUATORS
 from harness.isolation.plugins import load_plugins
 from harness.isolation.workers import Isolation
 from harness.pipeline.options import Options
-from harness.pipeline.row import SeedContext, execute_run, make_isolation
+from harness.pipeline.row import SeedContext, produce_row, make_isolation
 from harness.spec.methods import get_method
 from harness.spec.scoring import ORACLE_METHOD
 from harness.spec.splits import parse_scenario
@@ -222,7 +222,7 @@ def close_worker() -> None:
         held[1].close()
 
 
-def run_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = None) -> JobResult:
+def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = None) -> JobResult:
     """Execute one job in this process. Rows of a ``runs`` job go to ``on_row`` as each run finishes (the
     in-process executor writes them at once), else they come back in the result."""
     prepare_worker(env)
@@ -256,7 +256,7 @@ def run_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = None)
         ctx = SeedContext(ws, job.scenario, job.seed, _WORKER["memo"], isolation=worker_isolation(env),
                           results_root=Path(env.results_root))
         for run in job.runs:
-            row = execute_run(run, ctx)
+            row = produce_row(run, ctx)
             if on_row is not None:
                 on_row(row)
             else:

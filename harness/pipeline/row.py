@@ -1,7 +1,7 @@
 """Running one planned run: the (scenario, seed) context with its original and K oracles, the method (in an
 isolated worker), the evaluators, the gaps to the oracles, and the results row.
 
-:func:`execute_run` never raises for a fault of the method or of an evaluator: it returns a row whose status
+:func:`produce_row` never raises for a fault of the method or of an evaluator: it returns a row whose status
 says what went wrong, so the other runs go on.
 
 Why one module: a row's columns are assembled here, in one order, from one context (provenance, the method's run
@@ -124,14 +124,14 @@ class SeedContext:
         """
         refs = [o.model for o in self.oracles] if references is None and with_models else (references or [])
         original = self.original.model if with_models else None
-        unlearn = None
+        unlearn_shadow = None
         if spec is not None:
             # original_key (the shadow original's cache key) lets task.cached store derived artifacts.
-            def unlearn(original, forget, retain, seed, original_key=None):
+            def unlearn_shadow(original, forget, retain, seed, original_key=None):
                 return shadow_unlearn(self.method_run(spec, hparams, original, forget, retain, seed, original_key),
                                       self.cache if original_key else None, self.isolation)
-        return EvalContext(self.workspace, self.split, self.seed, original, refs, spec, hparams, unlearn=unlearn,
-                           unlearn_sandbox=sandbox_label(self.isolation) if spec is not None else "off",
+        return EvalContext(self.workspace, self.split, self.seed, original, refs, spec, hparams,
+                           unlearn=unlearn_shadow, unlearn_sandbox=sandbox_label(self.isolation) if spec is not None else "off",
                            memo=self.memo, results_root=self.results_root, run_cpu_seconds=run_cpu_seconds)
 
     def method_run(self, spec: MethodSpec, hparams: dict[str, Any], original: nn.Module, forget: torch.Tensor,
@@ -177,7 +177,7 @@ def unlearn(run: MethodRun, cache: ArtifactCache | None = None, isolation: Isola
     (the reference ``original`` stays in-process). With ``cache`` and the run's ``original_key``,
     ``task.cached`` stores derived artifacts (e.g. AMUN's adversarial sets)."""
     if isolation is not None and run.spec.kind != "reference":
-        return isolation.run(run, cache=cache)
+        return isolation.unlearn(run, cache=cache)
     memoize = (task_memoizer(cache, run.original_key, run.forget_hash, method_family(run.spec))
                if cache is not None and run.original_key and run.forget_hash else None)
     return call_method(run.spec, build_task(run, memoize), run.hparams)
@@ -320,7 +320,7 @@ def base_row(suite: Suite, data: SuiteData, run: RunSpec, spec_kind: str, device
     }
 
 
-def execute_run(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
+def produce_row(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     """Run one method on one (scenario, seed) and return its row (never raises for method faults)."""
     suite, data = ctx.suite, ctx.data
     spec = get_method(run.method)
