@@ -35,6 +35,7 @@ from leaderboard.metrics import (
     value_columns,
 )
 from leaderboard.provenance import provenance
+from leaderboard.rechecks import entry_recheck
 from leaderboard.shadows import (
     N_BOOT,
     ShadowTables,
@@ -46,7 +47,6 @@ from leaderboard.shadows import (
 )
 from leaderboard.stats import ALPHA, LEVEL, rank_values, summarize
 from leaderboard.verdicts import FLOOR, NO_OP, NOT_TESTED, Verdict, seed_verdicts, shadow_verdicts
-from leaderboard.verification import entry_recheck
 
 ORACLE = ORACLE_METHOD
 NOT_OK = ("failed", "timeout", "invalid", "unreadable")

@@ -30,9 +30,9 @@ from leaderboard.axes import UTILITY, build_axes
 from leaderboard.overall import Overall, rank_overall
 from leaderboard.overall_pareto import rank_overall_pareto
 from leaderboard.pareto import RULE
+from leaderboard.rechecks import NOT_CHECKED, recheck_status
 from leaderboard.shadows import ShadowTables
 from leaderboard.stats import ALPHA
-from leaderboard.verification import NOT_CHECKED, recheck_status
 
 PARETO = "pareto"
 
@@ -91,7 +91,7 @@ def build_suite_board(frame: pd.DataFrame, sort: str = PARETO, verified_only: bo
     unreadable = int(frame["scenario"].isna().sum()) if "scenario" in frame else len(frame)
     frame, dropped = prepare(frame[frame["scenario"].notna()] if "scenario" in frame else frame.iloc[:0],
                              verified_only, data_root, suite_file)
-    # `unlearn-bench verify` records: verified / mismatch / not re-checked per row (leaderboard/verification.py)
+    # `unlearn-bench verify` records: verified / mismatch / not re-checked per row (leaderboard/rechecks.py)
     frame["recheck"] = recheck_status(frame, results) if results is not None else NOT_CHECKED
     return assemble(frame, name, sort, alpha, ShadowTables(results, name), dropped, unreadable)
 

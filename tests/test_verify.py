@@ -26,7 +26,7 @@ from harness.commands.verify import (
     verify,
 )
 from harness.core.results import row_hash
-from leaderboard.verification import NOT_CHECKED, VERIFIED, recheck_status, record_path
+from leaderboard.rechecks import NOT_CHECKED, VERIFIED, recheck_status, record_path
 
 ROOT = Path(__file__).resolve().parent.parent
 META = json.dumps({"forget_acc": {"unit": "%"}, "kl_forget": {"unit": "nats"}, "tow": {"unit": "fraction"},
@@ -132,7 +132,7 @@ def test_recheck_status_reads_records_for_the_exact_row(tmp_path):
 
 
 def test_the_status_reader_does_not_need_torch():
-    code = "import sys, leaderboard.verification; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, leaderboard.rechecks; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 

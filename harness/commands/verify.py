@@ -26,7 +26,7 @@ What is recomputed: the method's run and everything derived from it (its U-LiRA 
 and they are the verifier's own models (an empty cache trains them).
 
 Each outcome is written atomically to ``<results>/<suite>/_verifications/<run_id>.json``
-(:mod:`leaderboard.verification` reads them back: verified / mismatch / not re-checked).
+(:mod:`leaderboard.rechecks` reads them back: verified / mismatch / not re-checked).
 """
 
 from __future__ import annotations
