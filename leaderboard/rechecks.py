@@ -1,6 +1,6 @@
 """Re-check records of ``unlearn-bench verify``, read back per row for the leaderboard (no torch needed).
 
-``harness/verify.py`` re-runs a stored row from its provenance and writes the outcome to
+``harness/commands/verify.py`` re-runs a stored row from its provenance and writes the outcome to
 ``<results>/<suite>/_verifications/<run_id>.json``: ``{"run_id", "row_hash" (of the row it re-ran), "outcome"
 ("match" | "mismatch" | "error"), "differences", "reason", "checked_at", ...}``. A row's status:
 

@@ -24,7 +24,7 @@ def load_rows(results: Path, suite: SuiteRef | None):
         named = f" (suite file {suite.path} names suite {suite.name!r})" if suite and suite.path else ""
         hint = did_you_mean(suite.name, have) if suite and have else ""
         raise FileNotFoundError(f"no results under {where}{named}{hint}")
-    if "grade" in frame:  # `unlearn-bench try` rows (harness/quick.py): one seed, cheap evaluators, never ranked
+    if "grade" in frame:  # `unlearn-bench try` rows (harness/commands/quick.py): one seed, cheap evaluators, never ranked
         quick = frame["grade"].fillna("leaderboard") == QUICK_GRADE
         if quick.all():
             raise FileNotFoundError(f"only quick-look rows (unlearn-bench try) under {results}: they are not "

@@ -1,4 +1,4 @@
-"""The method sandbox (harness/sandbox.py), scoped task.cached and the functional copy check, attacked by the
+"""The method sandbox (harness/isolation/sandbox.py), scoped task.cached and the functional copy check, attacked by the
 real hostile plugins in tests/plugins_hostile/ through the real harness (the CLI on digits-smoke).
 
 Each attack has a control run without the sandbox that shows the attack works when nothing stops it, so a

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_try(sub) -> None:
-    """``unlearn-bench try``: a method author's quick look at one seed (harness/quick.py); never a leaderboard row."""
+    """``unlearn-bench try``: a method author's quick look at one seed (harness/commands/quick.py); never a leaderboard row."""
     quick = sub.add_parser("try", help="run a plugin method on one seed with the cheap evaluators and print it next "
                            "to the stored floor, original and best baseline (seconds; not a leaderboard result)")
     quick.add_argument("plugins", nargs="+", type=Path, metavar="FILE.py", help="the plugin file(s)")
@@ -180,7 +180,7 @@ def _add_try(sub) -> None:
 
 
 def _add_verify(sub) -> None:
-    """``unlearn-bench verify``: re-run stored rows and check they reproduce (harness/verify.py)."""
+    """``unlearn-bench verify``: re-run stored rows and check they reproduce (harness/commands/verify.py)."""
     verify = sub.add_parser("verify", help="re-run a sample of stored rows from their provenance and check that "
                             "they reproduce (docs/submission.md)")
     verify.add_argument("source", type=Path, help="a results folder, one suite's results folder, or a Parquet file")
@@ -299,7 +299,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _suite_settings(suite_hp: dict, name: str, kinds: tuple[str, ...]) -> list[str]:
-    """``sets: ...`` for [method] and ``random: ... (tuned, budget 16)`` per kind (harness/hparams.py)."""
+    """``sets: ...`` for [method] and ``random: ... (tuned, budget 16)`` per kind (harness/spec/hparams.py)."""
     from harness.spec.hparams import method_table, tuning_record
 
     lines = []

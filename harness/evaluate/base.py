@@ -172,7 +172,7 @@ def metric_info(name: str) -> MetricInfo | None:
 # Keys of the suite's [evaluate] table besides the per-evaluator sub-tables.
 EVALUATE_KEYS = {
     "evaluators": "names of the evaluators to run",
-    "shadow_models": "N, the shadow bank's size (harness/shadow.py)",
+    "shadow_models": "N, the shadow bank's size (harness/training/shadow_bank.py)",
     "shadow_audit_factor": "random scenarios: size of the audit set the shadow forget sets are drawn from",
     "noop_fraction": "a run that moved its outputs less than this fraction of the oracles' shift is a no-op",
     "copy_tv_fraction": "a run whose outputs are closer than this fraction of two oracles' to one oracle is a copy",

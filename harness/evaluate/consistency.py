@@ -2,7 +2,7 @@
 
 Per-method privacy metrics (U-LiRA, KLoM) come from the method's *audit runs* on the shadow bank; accuracy
 metrics come from its *scored runs*. A submission that could tell the two apart could unlearn well where it is
-audited and leak where it is scored. With ``pool = "half"`` (harness/splits.py) both kinds of task are drawn
+audited and leak where it is scored. With ``pool = "half"`` (harness/spec/splits.py) both kinds of task are drawn
 from the same distribution: a scored run is one more draw of what the audit runs are, so each of its statistics
 must fall where the audit runs' values fall. Three statistics are compared, each on what both kinds of run have:
 

@@ -1,4 +1,4 @@
-"""Importing a plugin file in this process: what the sandboxed workers do (harness/plugin_proxy.py sends them
+"""Importing a plugin file in this process: what the sandboxed workers do (harness/isolation/plugin_proxy.py sends them
 here), and what ``--no-isolation`` does in the harness process."""
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def _register(described: list[dict[str, Any]], origin: PluginOrigin) -> list[str
             register_method(name, scenarios=tuple(entry["scenarios"]), needs_retain=bool(entry["needs_retain"]),
                             kind=kind, source=str(entry["source"]),
                             hparam_sources={str(k): str(v) for k, v in dict(entry["hparam_sources"]).items()},
-                            search_space=dict(entry.get("search_space") or {}),  # harness/tune/space.py
+                            search_space=dict(entry.get("search_space") or {}),  # harness/spec/search_space.py
                             )(_proxy(entry, origin))
         except PluginError as exc:
             raise PluginError(f"plugin {origin.label}: {exc}") from exc

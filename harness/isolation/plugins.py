@@ -30,7 +30,7 @@ def load_plugin_file(path: str | Path) -> list[str]:
     """Load a plugin file; returns the names it registered. Raises PluginError on any problem.
 
     The harness process never runs the plugin's code: it is imported and described inside its sandbox
-    and registered here as proxies (harness/plugin_proxy.py).
+    and registered here as proxies (harness/isolation/plugin_proxy.py).
     """
     if plugin_proxy.enabled():
         return plugin_proxy.load_file(path)

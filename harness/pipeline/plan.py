@@ -64,7 +64,7 @@ def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> lis
             kind = parse_scenario(scenario).kind
             if not spec.supports(kind):
                 continue
-            # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/hparams.py)
+            # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/spec/hparams.py)
             overrides = options.overrides.get(spec.name, {})
             hp = resolve_hparams(spec, suite_layer(suite.hparams, spec.name, kind), overrides,
                                  where=f"suite {suite.name} / --set")

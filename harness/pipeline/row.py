@@ -418,7 +418,7 @@ def plugin_failure_rows(suite: Suite, data: SuiteData, failures: list[PluginFail
 
 
 def sandbox_label(isolation: Isolation | None) -> str:
-    """How method runs are protected: the workers' sandbox mode (harness/sandbox.py), or "off" in-process."""
+    """How method runs are protected: the workers' sandbox mode (harness/isolation/sandbox.py), or "off" in-process."""
     return isolation.sandbox if isolation is not None else "off"
 
 

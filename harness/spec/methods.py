@@ -35,7 +35,7 @@ class MethodSpec:
     source: str = ""  # where the algorithm and defaults come from
     summary: str = ""
     hparam_sources: dict[str, str] = field(default_factory=dict)
-    # What ``unlearn-bench tune`` may change, and over what range (harness/tune/space.py); empty: not tunable.
+    # What ``unlearn-bench tune`` may change, and over what range (harness/spec/search_space.py); empty: not tunable.
     search_space: dict[str, Knob] = field(default_factory=dict)
     # The algorithm is our reconstruction from incomplete sources, not the authors' verified code: every row
     # and leaderboard entry of the method says so.

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-ORACLE_METHOD = "retrain"  # the reference row served by the K oracles (harness/references.py registers it)
+ORACLE_METHOD = "retrain"  # the reference row served by the K oracles (harness/pipeline/references.py registers it)
 ACCURACY_TERMS = ("forget_acc", "retain_acc", "test_acc")
 HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
     "avg_gap": {"random": (*ACCURACY_TERMS, "salun_mia"), "class": (*ACCURACY_TERMS, "rmia_ft_auc")},

@@ -78,10 +78,10 @@ class Suite:
     memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
     unlearn_augment: str = "none"
     oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
-    pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/splits.py)
+    pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/spec/splits.py)
     # The compute budget: a method's CPU time over an oracle's training CPU time; None: no budget
     max_time_ratio: float | None = None
-    # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/quick.py), which are never ranked
+    # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/commands/quick.py), which are never ranked
     grade: str = "leaderboard"
     evaluate: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Cached training artifacts: originals (their seed's pool, harness/splits.py) and oracles (retain set only).
+"""Cached training artifacts: originals (their seed's pool, harness/spec/splits.py) and oracles (retain set only).
 
 Both use the suite's recipe and the same initialisation seed, so an oracle differs from its original
 only in the data it never saw. Cache keys hash everything that determines the weights.

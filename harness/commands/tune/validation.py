@@ -13,7 +13,7 @@ three substitutions:
   test subset. A suite that trains on the whole train split has no such images: its validation test set is
   carved out of its train pool (and that pool shrinks accordingly). The test split itself is never read.
 
-Only the evaluators that feed the headlines (``avg_gap``, ``avg_gap_rmia``; harness/protocol.py) run.
+Only the evaluators that feed the headlines (``avg_gap``, ``avg_gap_rmia``; harness/spec/scoring.py) run.
 """
 
 from __future__ import annotations
