@@ -23,10 +23,10 @@ from _common import hardware
 
 from harness.pipeline.oracle_copy import functional_copy_check
 from harness.pipeline.row import SeedContext, unlearn
-from harness.spec.hparams import resolve_hparams, suite_layer
-from harness.spec.methods import all_methods
-from harness.spec.splits import make_split, parse_scenario
-from harness.spec.suite import load_suite
+from harness.protocol.hparams import resolve_hparams, suite_layer
+from harness.protocol.methods import all_methods
+from harness.protocol.splits import make_split, parse_scenario
+from harness.protocol.suite import load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import mean_tv, softmax_outputs
 from harness.training.reference_models import get_oracle, get_original

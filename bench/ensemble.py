@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import hardware, table
 
-from harness.spec.architectures import build_model
-from harness.spec.suite import load_suite
+from harness.protocol.architectures import build_model
+from harness.protocol.suite import load_suite
 from harness.training import batched as ensemble
 from harness.training.loop import resolve_device
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import hardware, table
 
-from harness.spec.architectures import build_model
+from harness.protocol.architectures import build_model
 from harness.training import batched as ensemble
 from harness.training.loop import Recipe, seeded_generator, train_model
 
@@ -196,7 +196,7 @@ def end_to_end(sizes: Sizes, device: torch.device, dry: bool, folder: Path) -> t
 # ------------------------------------------------------------------------------------ 5. projection
 def projection(measured: dict, resnet_img_s: float) -> list[list]:
     """Models to train for a full suite times the per-model time measured here (a projection, not a run)."""
-    from harness.spec.suite import load_suite
+    from harness.protocol.suite import load_suite
 
     rows = []
     for name, epoch_images in (("fmnist-standard", 60000), ("cifar10-paper", 50000)):
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = {int(s) for s in args.sections.split(",")}
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU (dry run: sizes are toys)"
     print(f"# bench/gpu.py on {name}; {time.strftime('%Y-%m-%d %H:%M')}\n# {hardware()}", flush=True)
-    from harness.spec.suite import load_suite
+    from harness.protocol.suite import load_suite
 
     data = load_suite("digits-smoke" if args.dry_run else "fmnist-standard").load_data()
     out: dict[str, list] = {}

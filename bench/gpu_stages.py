@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import hardware, table
 
 from harness.pipeline.driver import RunOptions, run_suite
-from harness.spec.splits import make_split, parse_scenario
-from harness.spec.suite import load_suite
+from harness.protocol.splits import make_split, parse_scenario
+from harness.protocol.suite import load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.reference_models import get_oracle, get_original

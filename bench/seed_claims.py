@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         import baselines  # noqa: F401
         import methods  # noqa: F401
         from harness.pipeline.driver import RunOptions, run_suite
-        from harness.spec.suite import load_suite
+        from harness.protocol.suite import load_suite
 
         run_suite(load_suite(args.suite), RunOptions(results_root=args.results, cache_dir=args.cache_dir,
                                                      progress=False))

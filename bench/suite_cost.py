@@ -31,7 +31,7 @@ import json, sys, time
 from pathlib import Path
 from harness.commands.cli import resolve_jobs
 from harness.pipeline.driver import RunOptions, run_suite
-from harness.spec.suite import load_suite
+from harness.protocol.suite import load_suite
 suite_name, results, cache, jobs = sys.argv[1:5]
 options = RunOptions(results_root=Path(results), cache_dir=Path(cache), progress=False, isolate=True,
                      jobs=resolve_jobs(jobs if jobs == "auto" else int(jobs), 1), threads=1)

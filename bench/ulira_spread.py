@@ -25,8 +25,8 @@ import baselines  # noqa: F401
 import methods  # noqa: F401
 from harness.evaluate.ulira import ulira_attack, unlearned_shadow_signals
 from harness.pipeline.driver import SeedContext
-from harness.spec.methods import get_method
-from harness.spec.suite import load_suite
+from harness.protocol.methods import get_method
+from harness.protocol.suite import load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.shadow_bank import shadow_bank
 from harness.training.workspace import Workspace

@@ -57,10 +57,10 @@ def method_run_seconds(repeats: int) -> dict[str, list[float]]:
     from harness.isolation.method_call import MethodRun
     from harness.isolation.workers import Isolation
     from harness.pipeline.row import unlearn
-    from harness.spec.architectures import build_model
-    from harness.spec.hparams import resolve_hparams
-    from harness.spec.methods import get_method
-    from harness.spec.suite import load_suite
+    from harness.protocol.architectures import build_model
+    from harness.protocol.hparams import resolve_hparams
+    from harness.protocol.methods import get_method
+    from harness.protocol.suite import load_suite
     from harness.training.loop import train_model
 
     torch.set_num_threads(1)

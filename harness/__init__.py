@@ -19,11 +19,11 @@ __version__ = HARNESS_VERSION
 # The old flat layout's module paths (harness.train, harness.registry, ...) stay importable: harness/_compat/.
 __path__.append(os.path.join(os.path.dirname(__file__), "_compat"))
 _LAZY = {
-    "MethodSpec": "harness.spec.methods", "PluginError": "harness.spec.methods",
-    "register_method": "harness.spec.methods", "register_variant": "harness.spec.methods",
+    "MethodSpec": "harness.protocol.methods", "PluginError": "harness.protocol.methods",
+    "register_method": "harness.protocol.methods", "register_variant": "harness.protocol.methods",
     "TensorData": "harness.api.task", "UnlearningTask": "harness.api.task",
-    "Choice": "harness.spec.search_space", "IntRange": "harness.spec.search_space",
-    "LogUniform": "harness.spec.search_space", "Uniform": "harness.spec.search_space",
+    "Choice": "harness.protocol.search_space", "IntRange": "harness.protocol.search_space",
+    "LogUniform": "harness.protocol.search_space", "Uniform": "harness.protocol.search_space",
 }
 __all__ = sorted(_LAZY)
 

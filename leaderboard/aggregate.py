@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.core.attack_stats import percentile_interval
-from harness.spec.scoring import ACCURACY_TERMS, ORACLE_METHOD
+from harness.protocol.scoring import ACCURACY_TERMS, ORACLE_METHOD
 from leaderboard.marks import INCONSISTENT, NOOP_SHARE, OVER_BUDGET, entry_flags, unranked
 from leaderboard.metrics import (
     HEADLINES,
@@ -337,7 +337,7 @@ def prepare(frame: pd.DataFrame, verified_only: bool = False, data_root: str | N
 
 
 def with_utility_gap(frame: pd.DataFrame) -> pd.DataFrame:
-    """``utility_gap`` (the mean of the forget, retain and test accuracy gaps: harness.spec.scoring's utility
+    """``utility_gap`` (the mean of the forget, retain and test accuracy gaps: harness.protocol.scoring's utility
     headline) on rows from before the harness stored it; rows that store it keep their value."""
     gaps = [f"gap_{m}" for m in ACCURACY_TERMS]
     if not set(gaps) <= set(frame.columns):

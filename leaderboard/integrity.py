@@ -33,7 +33,7 @@ class Canonical:
 
 def canonical_suite(name: str, rows: pd.DataFrame, suite_file: str | None):
     """(Suite, where it came from) for a suite's rows, or the reason none can be had."""
-    from harness.spec.suite import load_suite, parse_definition, suite_files
+    from harness.protocol.suite import load_suite, parse_definition, suite_files
 
     try:
         if suite_file:
@@ -77,7 +77,7 @@ def canonical_keys(suite, pairs: set[tuple[str, int]], data_root: str | None = N
 
 
 def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Canonical]) -> list[str]:
-    from harness.spec.suite import split_definition
+    from harness.protocol.suite import split_definition
 
     reasons = []
     if str(row.get("suite_version")) != str(suite.version):

@@ -10,7 +10,7 @@ import pandas as pd
 from harness.core.registry import did_you_mean
 
 RUNTIME = ("time_ratio", "wall_time_s")  # lower is better; not part of metric_meta
-HEADLINES = ("avg_gap", "avg_gap_rmia", "utility_gap")  # mean gaps to the oracles (harness.spec.scoring); lower is better
+HEADLINES = ("avg_gap", "avg_gap_rmia", "utility_gap")  # mean gaps to the oracles (harness.protocol.scoring); lower is better
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def resolve_suite(arg: str | None) -> SuiteRef | None:
         return SuiteRef(arg)
     if not path.is_file():
         raise FileNotFoundError(f"suite file {arg} does not exist")
-    from harness.spec.suite import load_suite  # SuiteError is a ValueError: the CLI prints it
+    from harness.protocol.suite import load_suite  # SuiteError is a ValueError: the CLI prints it
 
     return SuiteRef(load_suite(str(path)).name, str(path))
 

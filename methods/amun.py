@@ -5,7 +5,7 @@ original model predicts there (:mod:`methods.adversarial`). Fine-tuning on these
 confidence on D_F locally, without the catastrophic forgetting that random relabelling causes
 (docs/seed_methods.md).
 
-Variants (registered from one definition with :func:`harness.spec.methods.register_variant`):
+Variants (registered from one definition with :func:`harness.protocol.methods.register_variant`):
   * ``amun``          D_R ∪ D_F ∪ D_A (the paper's "with D_R" setting);
   * ``amun-noretain`` D_F ∪ D_A (no access to D_R);
   * ``amun-advonly``  D_R ∪ D_A (the paper's variant for very large forget sets);

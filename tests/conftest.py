@@ -10,9 +10,9 @@ import torch
 
 from harness.api.task import UnlearningTask
 from harness.isolation.method_call import MethodRun, build_task
-from harness.spec.methods import MethodSpec
-from harness.spec.splits import Split
-from harness.spec.suite import Suite, SuiteData, load_suite
+from harness.protocol.methods import MethodSpec
+from harness.protocol.splits import Split
+from harness.protocol.suite import Suite, SuiteData, load_suite
 from harness.training.cache import ArtifactCache
 from harness.training.reference_models import get_oracle, get_original
 from harness.training.workspace import Workspace
@@ -84,7 +84,7 @@ def digits_class(digits_suite, session_cache) -> World:
 def fmnist_random(session_cache) -> World:
     """tests/suites/fmnist-tiny.toml, random-10, seed 0: the original gets ~89% of the forget set right (digits:
     100%), so a method that raises forget accuracy is caught."""
-    from harness.spec.datasets import DatasetNotFound
+    from harness.protocol.datasets import DatasetNotFound
 
     try:
         return _world(load_suite(str(ROOT / "tests" / "suites" / "fmnist-tiny.toml")), session_cache, "random-10")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.pipeline.driver import unlearn
-from harness.spec.methods import get_method
+from harness.protocol.methods import get_method
 from harness.training.cache import ArtifactCache
 from harness.training.loop import accuracy, predict_logits
 from methods.adversarial import adversarial_set

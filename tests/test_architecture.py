@@ -20,7 +20,7 @@ PACKAGES = ("harness", "leaderboard", "baselines", "methods")
 # Low to high: a module may import its own layer and the layers below it, never one above.
 LAYERS = (
     "harness.core",       # torch-free: registry type, files, results store, attack statistics, version
-    "harness.spec",       # suites, scenarios and splits, datasets, architectures, recipes, methods, scoring
+    "harness.protocol",   # suites, scenarios and splits, datasets, architectures, recipes, methods, scoring
     "harness.training",   # the loop, batched training, clipping, cache, reference models, shadow bank
     "harness.api",        # what a method author imports: task, training helpers, building blocks
     "harness.isolation",  # sandbox, fork server, method workers, method call, plugins
@@ -39,8 +39,8 @@ PUBLIC = ("harness", "harness.api")
 # (importer, imported) module pairs allowed against the rules, each with its reason. Empty: no exceptions.
 ALLOWED: dict[tuple[str, str], str] = {}
 # Must import without torch: what reading results needs (the leaderboard imports these), and the face.
-TORCH_FREE_MODULES = ("harness", "harness.spec.scoring", "harness.spec.search_space", "harness.spec.methods",
-                      "harness.spec.hparams")
+TORCH_FREE_MODULES = ("harness", "harness.protocol", "harness.protocol.scoring", "harness.protocol.search_space",
+                      "harness.protocol.methods", "harness.protocol.hparams")
 TORCH_FREE_PACKAGES = ("harness.core", "leaderboard")
 ROOT = Path(__file__).resolve().parent.parent
 # The shims' own module names too (``harness.train``, ...): once ``harness`` is imported, its ``__path__`` holds

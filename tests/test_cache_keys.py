@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from harness.pipeline.plan import run_id_for
-from harness.spec.hparams import config_hash
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import load_suite
+from harness.protocol.hparams import config_hash
+from harness.protocol.splits import parse_scenario
+from harness.protocol.suite import load_suite
 from harness.training.reference_models import model_key, oracle_key
 from harness.training.shadow_bank import (
     audit_factor_of,

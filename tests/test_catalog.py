@@ -10,7 +10,7 @@ import pytest
 from harness.evaluate import EVALUATORS
 from harness.evaluate.base import NEEDS, check_evaluation
 from harness.pipeline.plan import RunOptions, plan_runs, select_methods
-from harness.spec.suite import SuiteError, load_suite, parse_definition, suite_files
+from harness.protocol.suite import SuiteError, load_suite, parse_definition, suite_files
 
 SUITES = sorted(suite_files())
 

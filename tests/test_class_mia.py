@@ -19,9 +19,9 @@ from harness.evaluate.kodge_mia import capped, class_mia
 from harness.evaluate.mia_nn import features
 from harness.evaluate.unlearned_vs_retrained import uvr_attack
 from harness.pipeline.row import SeedContext
-from harness.spec.methods import get_method
-from harness.spec.scoring import HEADLINES
-from harness.spec.suite import load_suite
+from harness.protocol.methods import get_method
+from harness.protocol.scoring import HEADLINES
+from harness.protocol.suite import load_suite
 from harness.training.workspace import Workspace
 
 CPU = torch.device("cpu")

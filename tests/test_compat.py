@@ -17,14 +17,14 @@ MOVED = {
     "harness.results": "harness.core.results",
     "harness.membership": "harness.core.attack_stats",
     "harness.version": "harness.core.version",
-    "harness.suite": "harness.spec.suite",
-    "harness.splits": "harness.spec.splits",
-    "harness.data": "harness.spec.datasets",
-    "harness.models": "harness.spec.architectures",
-    "harness.hparams": "harness.spec.hparams",
-    "harness.protocol": "harness.spec.scoring",
-    "harness.registry": "harness.spec.methods",
-    "harness.tune.space": "harness.spec.search_space",
+    "harness.suite": "harness.protocol.suite",
+    "harness.splits": "harness.protocol.splits",
+    "harness.data": "harness.protocol.datasets",
+    "harness.models": "harness.protocol.architectures",
+    "harness.hparams": "harness.protocol.hparams",
+    "harness.protocol": "harness.protocol.scoring",
+    "harness.registry": "harness.protocol.methods",
+    "harness.tune.space": "harness.protocol.search_space",
     "harness.train": "harness.training.loop",
     "harness.ensemble": "harness.training.batched",
     "harness.clipping": "harness.training.clipping",
@@ -58,9 +58,11 @@ MOVED = {
     "harness.tune.validation": "harness.commands.tune.validation",
 }
 COMPAT = Path(__file__).resolve().parent.parent / "harness" / "_compat"
+# Old modules that are packages now (their old names resolve on the package), or a folder of shims (tune/).
+PACKAGES = {"harness.isolation", "harness.protocol", "harness.tune"}
 
 
-@pytest.mark.parametrize("old", sorted(set(MOVED) - {"harness.isolation", "harness.tune"}))
+@pytest.mark.parametrize("old", sorted(set(MOVED) - PACKAGES))
 def test_old_path_is_the_new_module(old):
     sys.modules.pop(old, None)
     with warnings.catch_warnings(record=True) as caught:
@@ -73,7 +75,7 @@ def test_old_path_is_the_new_module(old):
 def test_every_shim_is_listed_and_every_old_module_has_one():
     shims = {"harness." + ".".join(p.relative_to(COMPAT).with_suffix("").parts) for p in COMPAT.rglob("*.py")
               if p.name != "__init__.py"}
-    assert shims == set(MOVED) - {"harness.isolation", "harness.tune"}
+    assert shims == set(MOVED) - PACKAGES
 
 
 def test_old_isolation_names_resolve_on_the_package():
@@ -84,6 +86,15 @@ def test_old_isolation_names_resolve_on_the_package():
         from harness.isolation import IsolationLimits as OldLimits
         from harness.isolation import MethodFault as OldFault
     assert (OldIsolation, OldLimits, OldFault) == (Isolation, IsolationLimits, MethodFault)
+
+
+def test_old_protocol_names_resolve_on_the_package():
+    from harness.protocol.scoring import HEADLINES, ORACLE_METHOD
+
+    with pytest.warns(DeprecationWarning):
+        from harness.protocol import HEADLINES as OldHeadlines
+        from harness.protocol import ORACLE_METHOD as OldOracle
+    assert (OldHeadlines, OldOracle) == (HEADLINES, ORACLE_METHOD)
 
 
 def test_python_dash_m_harness_cli_still_runs():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.spec.datasets import (
+from harness.protocol.datasets import (
     DatasetNotFound,
     load_cifar,
     load_digits,
@@ -72,7 +72,7 @@ def test_truncated_idx_is_rejected(tmp_path):
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("harness.spec.datasets.FASHION_MNIST_DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr("harness.protocol.datasets.FASHION_MNIST_DEBIAN_DIR", tmp_path / "nowhere")
     monkeypatch.delenv("UNLEARN_BENCH_DATA", raising=False)
     with pytest.raises(DatasetNotFound, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from harness.core.results import read_results
-from harness.spec.datasets import DatasetNotFound, load_dataset
+from harness.protocol.datasets import DatasetNotFound, load_dataset
 
 
 def _need_fmnist() -> None:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.spec.architectures import build_model
-from harness.spec.suite import load_suite
+from harness.protocol.architectures import build_model
+from harness.protocol.suite import load_suite
 from harness.training import batched as ensemble
 from harness.training.loop import Recipe, accuracy, predict_logits, train_model
 

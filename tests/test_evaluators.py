@@ -19,8 +19,8 @@ from harness.evaluate.rmia import rmia_scores
 from harness.evaluate.salun_mia import mia_efficacy
 from harness.evaluate.ulira import logit_confidence, ulira_attack
 from harness.pipeline.driver import RunOptions, SeedContext, run_suite
-from harness.spec.methods import get_method
-from harness.spec.suite import load_suite
+from harness.protocol.methods import get_method
+from harness.protocol.suite import load_suite
 from harness.training.shadow_bank import shadow_bank, shadow_halves
 from harness.training.workspace import Workspace
 

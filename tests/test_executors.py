@@ -23,7 +23,7 @@ from harness.pipeline.executors import (
     schedule_jobs,
 )
 from harness.pipeline.graph import Job, JobResult, build_graph
-from harness.spec.suite import load_suite
+from harness.protocol.suite import load_suite
 
 # Columns that measure time or when a row was written (verify's environment columns): they differ between any
 # two runs.

@@ -89,7 +89,7 @@ def test_train_model_with_clip(digits_suite):
     """The harness's training loop calls the hook; the trained digits MLP ends clipped at its last clip step."""
     from dataclasses import replace
 
-    from harness.spec.architectures import build_model
+    from harness.protocol.architectures import build_model
     from harness.training.loop import train_model
 
     data = digits_suite.load_data()

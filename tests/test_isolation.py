@@ -26,8 +26,8 @@ from harness.pipeline.oracle_copy import (
     oracle_copy_reason,
     state_hash,
 )
-from harness.spec.methods import get_method
-from harness.spec.splits import hash_indices
+from harness.protocol.methods import get_method
+from harness.protocol.splits import hash_indices
 from harness.training.cache import ArtifactCache
 from harness.training.reference_models import get_oracle
 

@@ -13,8 +13,8 @@ from torch import nn
 from harness.evaluate import EvalContext, get_evaluator
 from harness.evaluate.mia_nn import member_rate, neighbour_classes
 from harness.evaluate.rmia import rmia_aucs
-from harness.spec.splits import Scenario, Split
-from harness.spec.suite import SuiteData, load_suite
+from harness.protocol.splits import Scenario, Split
+from harness.protocol.suite import SuiteData, load_suite
 from harness.training.workspace import Workspace
 
 CPU = torch.device("cpu")

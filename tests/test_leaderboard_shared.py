@@ -17,7 +17,7 @@ from harness.commands.cli import main
 from harness.core.attack_stats import shadow_bootstrap
 from harness.core.results import EXAMPLES_DIR, read_results
 from harness.pipeline.driver import RunOptions, run_suite
-from harness.spec.suite import load_suite
+from harness.protocol.suite import load_suite
 from leaderboard.render import build_boards, render_leaderboards
 from leaderboard.stats import bootstrap_p
 

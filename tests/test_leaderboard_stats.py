@@ -19,8 +19,8 @@ from scipy import stats
 from harness.commands.cli import main
 from harness.core.results import read_results, row_hash
 from harness.pipeline.driver import RunOptions, run_suite
-from harness.spec.methods import all_methods
-from harness.spec.suite import load_suite
+from harness.protocol.methods import all_methods
+from harness.protocol.suite import load_suite
 from leaderboard.aggregate import sort_key
 from leaderboard.board import build_suite_board
 from leaderboard.compare import compare_entries, to_json, to_text

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from harness.isolation.method_call import call_method
-from harness.spec.hparams import resolve_hparams
-from harness.spec.methods import all_methods
+from harness.protocol.hparams import resolve_hparams
+from harness.protocol.methods import all_methods
 from harness.training.loop import accuracy
 
 # Spec defaults of these methods are calibrated for CIFAR-sized forget sets (4,500 images, dozens of steps

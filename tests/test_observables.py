@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.isolation.plugins import load_plugin_file
 from harness.pipeline.driver import RunOptions, run_suite
-from harness.spec.suite import load_suite
+from harness.protocol.suite import load_suite
 
 PROBE = Path(__file__).parent / "plugins_gaming" / "observer.py"
 

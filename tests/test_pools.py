@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.spec.splits import make_split, original_pool, parse_scenario, stable_seed, stratified_halves
-from harness.spec.suite import SuiteError, load_suite, parse_suite
+from harness.protocol.splits import make_split, original_pool, parse_scenario, stable_seed, stratified_halves
+from harness.protocol.suite import SuiteError, load_suite, parse_suite
 from harness.training.reference_models import model_key
 from harness.training.shadow_bank import (
     audit_factor_of,

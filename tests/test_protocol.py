@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.spec.scoring import (
+from harness.protocol.scoring import (
     HEADLINES,
     floor_gaps,
     floor_scale,

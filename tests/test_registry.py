@@ -9,9 +9,9 @@ import pytest
 
 from harness.core.registry import DuplicateName, Registry
 from harness.evaluate.base import EVALUATORS, MetricInfo, register_evaluator
-from harness.spec.architectures import MODELS, build_model, register_model
-from harness.spec.datasets import DATASETS, load_dataset
-from harness.spec.methods import METHODS, PluginError, get_method, register_method
+from harness.protocol.architectures import MODELS, build_model, register_model
+from harness.protocol.datasets import DATASETS, load_dataset
+from harness.protocol.methods import METHODS, PluginError, get_method, register_method
 
 REGISTRIES = {"method": METHODS, "model": MODELS, "dataset": DATASETS, "evaluator": EVALUATORS}
 
@@ -63,7 +63,7 @@ def test_a_plugin_registers_by_decorator_and_leaves_again():
 
 
 def test_builtins_load_on_first_read_not_on_import():
-    code = ("import sys; import harness.spec.methods as m; assert 'baselines' not in sys.modules;"
+    code = ("import sys; import harness.protocol.methods as m; assert 'baselines' not in sys.modules;"
             "assert 'finetune' in m.METHODS; assert 'baselines' in sys.modules;"
             "import harness.evaluate.base as e;"
             "assert 'accuracy' in e.EVALUATORS")

@@ -10,7 +10,7 @@ import pytest
 
 from harness.core.results import read_results
 from harness.pipeline.driver import RunOptions, run_suite
-from harness.spec.suite import Suite, load_suite
+from harness.protocol.suite import Suite, load_suite
 
 METHODS = ["original", "retrain", "finetune"]
 

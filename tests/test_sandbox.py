@@ -35,7 +35,7 @@ from harness.isolation.plugins import load_plugin_file, load_plugins
 from harness.isolation.sandbox import bwrap_argv, bwrap_problem, hidden_paths
 from harness.pipeline.driver import RunOptions, run_suite
 from harness.pipeline.oracle_copy import COPY_TV_FRACTION, oracle_copy_reason
-from harness.spec.methods import PluginError, get_method
+from harness.protocol.methods import PluginError, get_method
 from harness.training.cache import ArtifactCache
 from harness.training.reference_models import get_oracle
 from harness.training.workspace import Workspace
@@ -210,7 +210,7 @@ def test_without_bubblewrap_the_rows_say_so(tmp_path, warm):
 def test_a_noisy_oracle_copy_is_flagged_by_its_predictions(tmp_path, warm):
     """The oracle smuggled into the plugin's own source, returned with 0.1% weight noise: the weight check
     misses it, the functional check (predictions on the test split vs two retrains) does not."""
-    from harness.spec.suite import load_suite
+    from harness.protocol.suite import load_suite
 
     suite = load_suite(str(FAST_SUITE))
     data = suite.load_data()

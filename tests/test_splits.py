@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.spec.splits import make_split, parse_scenario
+from harness.protocol.splits import make_split, parse_scenario
 
 LABELS = torch.arange(200) % 10
 TEST_LABELS = torch.arange(50) % 10

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness.pipeline.row import gaps, metric_metadata
-from harness.spec.scoring import floor_gaps, tow
-from harness.spec.splits import parse_scenario
+from harness.protocol.scoring import floor_gaps, tow
+from harness.protocol.splits import parse_scenario
 
 
 def test_tow_is_the_product_of_one_minus_each_accuracy_gap():

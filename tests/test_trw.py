@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from harness.spec.methods import get_method
+from harness.protocol.methods import get_method
 from harness.training.loop import accuracy
 from methods.trw import class_similarity_weights, tilted_target
 

@@ -17,16 +17,16 @@ import harness.commands.tune.command
 import harness.commands.tune.validation
 import harness.pipeline.graph
 import harness.pipeline.row
-import harness.spec.datasets
-import harness.spec.suite
+import harness.protocol.datasets
+import harness.protocol.suite
 from harness.commands.tune.command import TuneRequest, run_tune, tunable_methods
 from harness.commands.tune.validation import make_validation_suite, validation_seeds
 from harness.core.registry import Registry
 from harness.pipeline.driver import run_suite
 from harness.pipeline.plan import RunOptions, plan_runs, select_methods
-from harness.spec.hparams import suite_layer, tuning_record
-from harness.spec.methods import MethodSpec, PluginError, all_methods, register_method
-from harness.spec.search_space import (
+from harness.protocol.hparams import suite_layer, tuning_record
+from harness.protocol.methods import MethodSpec, PluginError, all_methods, register_method
+from harness.protocol.search_space import (
     Choice,
     IntRange,
     LogUniform,
@@ -35,7 +35,7 @@ from harness.spec.search_space import (
     check_space,
     knob_from_dict,
 )
-from harness.spec.suite import load_suite, parse_suite
+from harness.protocol.suite import load_suite, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "harness" / "suites"
@@ -107,7 +107,7 @@ def test_a_method_without_a_search_space_gets_a_clear_error(monkeypatch):
         return task.model
 
     spec = MethodSpec("no-space", plain, ("random", "class"), True, {"lr": 0.01}, "plugin")
-    monkeypatch.setitem(harness.spec.methods.METHODS, "no-space", spec)
+    monkeypatch.setitem(harness.protocol.methods.METHODS, "no-space", spec)
     with pytest.raises(PluginError, match="declares no search space"):
         tunable_methods(load_suite("digits-smoke"), ["no-space"], [])
     with pytest.raises(KeyError, match="did you mean 'finetune'"):
@@ -210,7 +210,7 @@ class Forbidden(torch.Tensor):
 @pytest.fixture()
 def guarded(monkeypatch):
     """Make the test split raise when read, and record every (scenario, seed) a split is made for."""
-    real_load, real_split = harness.spec.datasets.load_dataset, harness.spec.suite.make_split
+    real_load, real_split = harness.protocol.datasets.load_dataset, harness.protocol.suite.make_split
     splits: list[tuple[str, int]] = []
 
     def load(name, root=None):
@@ -222,9 +222,9 @@ def guarded(monkeypatch):
         splits.append((scenario.name, seed))
         return real_split(suite, scenario, seed, train_y, test_y, pool)
 
-    for module in (harness.spec.suite, harness.commands.tune.validation, harness.commands.tune.command):
+    for module in (harness.protocol.suite, harness.commands.tune.validation, harness.commands.tune.command):
         monkeypatch.setattr(module, "load_dataset", load)
-    monkeypatch.setattr(harness.spec.suite, "make_split", split)  # every split is made through Suite.split
+    monkeypatch.setattr(harness.protocol.suite, "make_split", split)  # every split is made through Suite.split
     return splits
 
 

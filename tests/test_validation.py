@@ -13,8 +13,8 @@ import pytest
 
 from harness.commands.cli import main
 from harness.core.registry import Registry
-from harness.spec.methods import PluginError, register_method
-from harness.spec.suite import SuiteError, parse_suite
+from harness.protocol.methods import PluginError, register_method
+from harness.protocol.suite import SuiteError, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
@@ -98,7 +98,7 @@ def test_bad_selections_fail_before_any_training(tmp_path, capsys, args, message
 
 def test_a_seed_the_suite_lacks_is_allowed(tmp_path):
     from harness.pipeline.driver import RunOptions, plan_runs, select_methods
-    from harness.spec.suite import load_suite
+    from harness.protocol.suite import load_suite
 
     suite = load_suite("digits-smoke")
     options = RunOptions(methods=["original"], seeds=[7], results_root=tmp_path)

@@ -150,7 +150,7 @@ def test_verify_in_process_on_a_custom_suite(tmp_path):
     """A suite that is not built in is re-derived from the definition stored in its rows; an edited metric,
     an edited suite definition and an unregistered method are each reported."""
     from harness.pipeline.driver import RunOptions, run_suite
-    from harness.spec.suite import load_suite
+    from harness.protocol.suite import load_suite
 
     text = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
     text = text.replace('name = "digits-smoke"', 'name = "verify-digits"').replace("epochs = 15", "epochs = 3")

@@ -1,4 +1,4 @@
-"""Deprecated import path of hyper-parameter layering: moved to :mod:`harness.spec.hparams`.
+"""Deprecated import path of hyper-parameter layering: moved to :mod:`harness.protocol.hparams`.
 
 Kept so plugins and scripts written against the old layout keep working; importing it warns and hands over the
 new module itself (docs/architecture.md lists every move).
@@ -6,4 +6,4 @@ new module itself (docs/architecture.md lists every move).
 
 from harness._compat import moved
 
-moved(__name__, "harness.spec.hparams")
+moved(__name__, "harness.protocol.hparams")

@@ -1,4 +1,4 @@
-"""Deprecated import path of the method registry: moved to :mod:`harness.spec.methods`.
+"""Deprecated import path of the method registry: moved to :mod:`harness.protocol.methods`.
 
 Kept so plugins and scripts written against the old layout keep working; importing it warns and hands over the
 new module itself (docs/architecture.md lists every move).
@@ -7,4 +7,4 @@ A method imports it from :mod:`harness.api`.
 
 from harness._compat import moved
 
-moved(__name__, "harness.spec.methods")
+moved(__name__, "harness.protocol.methods")

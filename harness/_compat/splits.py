@@ -1,4 +1,4 @@
-"""Deprecated import path of scenarios and splits: moved to :mod:`harness.spec.splits`.
+"""Deprecated import path of scenarios and splits: moved to :mod:`harness.protocol.splits`.
 
 Kept so plugins and scripts written against the old layout keep working; importing it warns and hands over the
 new module itself (docs/architecture.md lists every move).
@@ -6,4 +6,4 @@ new module itself (docs/architecture.md lists every move).
 
 from harness._compat import moved
 
-moved(__name__, "harness.spec.splits")
+moved(__name__, "harness.protocol.splits")

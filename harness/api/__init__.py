@@ -15,8 +15,8 @@ tests/test_architecture.py keeps the built-in methods on this API.
 from __future__ import annotations
 
 from harness.api.task import TensorData, UnlearningTask
-from harness.spec.methods import MethodSpec, PluginError, register_method, register_variant
-from harness.spec.search_space import Choice, IntRange, LogUniform, Uniform
+from harness.protocol.methods import MethodSpec, PluginError, register_method, register_variant
+from harness.protocol.search_space import Choice, IntRange, LogUniform, Uniform
 
 __all__ = ["Choice", "IntRange", "LogUniform", "MethodSpec", "PluginError", "TensorData", "Uniform",
            "UnlearningTask", "register_method", "register_variant"]

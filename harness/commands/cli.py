@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.spec.datasets import DatasetNotFound
-from harness.spec.methods import PluginError
+from harness.protocol.datasets import DatasetNotFound
+from harness.protocol.methods import PluginError
 
 DEFAULT_SUITE = "fmnist-quick"
 
@@ -235,8 +235,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.pipeline.driver import RunOptions, run_suite
-    from harness.spec.hparams import parse_set_options
-    from harness.spec.suite import load_suite
+    from harness.protocol.hparams import parse_set_options
+    from harness.protocol.suite import load_suite
 
     suite = load_suite(args.suite)
     options = RunOptions(methods=args.methods, seeds=args.seeds, scenarios=args.scenarios,
@@ -257,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_suites(_: argparse.Namespace) -> int:
-    from harness.spec.suite import load_suite, suite_files
+    from harness.protocol.suite import load_suite, suite_files
 
     for name in suite_files():
         suite = load_suite(name)
@@ -267,14 +267,14 @@ def cmd_suites(_: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from harness.isolation.plugins import load_plugins
-    from harness.spec.methods import all_methods
+    from harness.protocol.methods import all_methods
 
     _, failures = load_plugins(args.plugins)
     for failure in failures:
         print(f"! {failure.error}", file=sys.stderr)
     suite_hp: dict = {}
     if getattr(args, "suite", None):
-        from harness.spec.suite import load_suite
+        from harness.protocol.suite import load_suite
 
         suite_hp = load_suite(args.suite).hparams
     for name, spec in sorted(all_methods().items(), key=lambda kv: (kv[1].kind, kv[0])):
@@ -290,7 +290,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         for where, keys in by_source.items():
             print(" " * 19 + f"{', '.join(keys)}: {where}")
         if spec.search_space:
-            from harness.spec.search_space import describe
+            from harness.protocol.search_space import describe
 
             print(" " * 19 + f"tune searches: {describe(spec.search_space)}")
         for line in _suite_settings(suite_hp, name, spec.scenarios):
@@ -299,8 +299,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _suite_settings(suite_hp: dict, name: str, kinds: tuple[str, ...]) -> list[str]:
-    """``sets: ...`` for [method] and ``random: ... (tuned, budget 16)`` per kind (harness/spec/hparams.py)."""
-    from harness.spec.hparams import method_table, tuning_record
+    """``sets: ...`` for [method] and ``random: ... (tuned, budget 16)`` per kind (harness/protocol/hparams.py)."""
+    from harness.protocol.hparams import method_table, tuning_record
 
     lines = []
     both = method_table(suite_hp, name)
@@ -354,7 +354,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_try(args: argparse.Namespace) -> int:
     from harness.commands.quick import QuickRequest, run_quick
-    from harness.spec.suite import load_suite
+    from harness.protocol.suite import load_suite
 
     suite = load_suite(args.suite)
     if args.keep is not None and args.keep.resolve() == args.results.resolve():

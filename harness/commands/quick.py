@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.pipeline.options import Options, RunOptions
-from harness.spec.scoring import ORACLE_METHOD
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import Suite
+from harness.protocol.scoring import ORACLE_METHOD
+from harness.protocol.splits import parse_scenario
+from harness.protocol.suite import Suite
 
 QUICK_GRADE = "quick"
 QUICK_EVALUATORS = ("accuracy", "rmia")
@@ -117,7 +117,7 @@ def run_quick(request: QuickRequest) -> str:
     from harness.isolation.plugin_import import import_plugin_file
     from harness.isolation.plugins import load_plugins
     from harness.pipeline.driver import run_suite
-    from harness.spec.methods import all_methods
+    from harness.protocol.methods import all_methods
 
     if request.isolate:  # described in the plugin's sandbox and run there, as `unlearn-bench run` does
         names, failures = load_plugins(list(request.plugins), entry_points=False)

@@ -2,7 +2,7 @@
 
 A row stores what determines it: the suite definition (its text, hash and version), scenario and seed (so its
 split, checked by hash), the cache keys of the original and the oracles it was scored against, the method and
-its hyper-parameters. Verify re-derives the suite from the row (:func:`harness.spec.suite.parse_definition` on the
+its hyper-parameters. Verify re-derives the suite from the row (:func:`harness.protocol.suite.parse_definition` on the
 stored text; the built-in suite of the row's name when the row stores none), re-runs the row into a scratch
 results folder through the same code path as ``unlearn-bench run`` (``--set`` of every stored hyper-parameter),
 and compares the re-run row with the stored one:
@@ -168,7 +168,7 @@ def select_rows(rows: list[dict[str, Any]], sample: int, run_ids: list[str], see
 
 def suite_of(row: dict[str, Any]):
     """The suite a row was produced by: its stored definition, else the built-in suite of its name."""
-    from harness.spec.suite import SuiteError, load_suite, parse_definition
+    from harness.protocol.suite import SuiteError, load_suite, parse_definition
 
     definition = row.get("suite_definition")
     try:

@@ -2,7 +2,7 @@
 
 An evaluator maps (unlearned model, :class:`EvalContext`) to named metric values. Each metric declares
 its direction and the scenario kinds where it can vary; the headlines (AMUN's ``avg_gap``) are defined in
-:mod:`harness.spec.scoring`. The runner computes gaps as |value - mean of the K oracles' values|, the oracles
+:mod:`harness.protocol.scoring`. The runner computes gaps as |value - mean of the K oracles' values|, the oracles
 being scored by the same evaluators.
 """
 

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 from harness.core.registry import Registry, did_you_mean
-from harness.spec.hparams import config_hash
+from harness.protocol.hparams import config_hash
 from harness.training.cache import cache_key
 
 if TYPE_CHECKING:
-    from harness.spec.methods import MethodSpec
-    from harness.spec.splits import Split
-    from harness.spec.suite import Suite, SuiteData
+    from harness.protocol.methods import MethodSpec
+    from harness.protocol.splits import Split
+    from harness.protocol.suite import Suite, SuiteData
     from harness.training.cache import ArtifactCache
     from harness.training.workspace import Workspace
 

@@ -2,7 +2,7 @@
 
 Per-method privacy metrics (U-LiRA, KLoM) come from the method's *audit runs* on the shadow bank; accuracy
 metrics come from its *scored runs*. A submission that could tell the two apart could unlearn well where it is
-audited and leak where it is scored. With ``pool = "half"`` (harness/spec/splits.py) both kinds of task are drawn
+audited and leak where it is scored. With ``pool = "half"`` (harness/protocol/splits.py) both kinds of task are drawn
 from the same distribution: a scored run is one more draw of what the audit runs are, so each of its statistics
 must fall where the audit runs' values fall. Three statistics are compared, each on what both kinds of run have:
 
@@ -37,7 +37,7 @@ from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import BankRuns, bank_signals, method_bank_runs, per_method_result, pool_signals
-from harness.spec.scoring import ORACLE_METHOD
+from harness.protocol.scoring import ORACLE_METHOD
 from harness.training.shadow_bank import ShadowBank, shadow_bank
 
 DEFAULTS = {"alpha": 0.01, "time_factor": 3.0, "time_min_seconds": 1.0}

@@ -61,7 +61,7 @@ from torch import nn
 from harness.core.attack_stats import percentile_interval
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import bank_signals, method_bank_runs, per_method_result
-from harness.spec.hparams import config_hash
+from harness.protocol.hparams import config_hash
 from harness.training.shadow_bank import ShadowBank, shadow_bank
 
 DEFAULTS = {"bins": 0, "floor": 1e-3, "clip": 100.0, "bootstrap": 200}

@@ -35,7 +35,7 @@ from torch import nn
 from harness.core.registry import did_you_mean
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.salun_mia import true_label_confidence
-from harness.spec.splits import stable_seed
+from harness.protocol.splits import stable_seed
 
 DEFAULTS = {"C": 3.0, "gamma": "auto", "max_fit": 10000}
 GAMMAS = ("auto", "scale")

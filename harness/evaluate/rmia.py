@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.spec.splits import Split
+from harness.protocol.splits import Split
 from harness.training.loop import predict_logits
 from harness.training.shadow_bank import shadow_count, shadow_originals
 

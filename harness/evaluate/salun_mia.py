@@ -25,7 +25,7 @@ from sklearn.svm import SVC
 from torch import nn
 
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
-from harness.spec.splits import stable_seed
+from harness.protocol.splits import stable_seed
 from harness.training.loop import predict_logits
 
 DEFAULTS = {"members": "random", "nonmembers": "test_retain", "C": 3.0, "gamma": "auto"}

@@ -54,9 +54,9 @@ from harness.core.attack_stats import (
 from harness.core.results import examples_path
 from harness.core.results import write_examples as write_side_table
 from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
-from harness.spec.hparams import config_hash
-from harness.spec.scoring import ORACLE_METHOD
-from harness.spec.splits import stable_seed
+from harness.protocol.hparams import config_hash
+from harness.protocol.scoring import ORACLE_METHOD
+from harness.protocol.splits import stable_seed
 from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
 from harness.training.shadow_bank import ShadowBank, shadow_bank

@@ -42,7 +42,7 @@ from harness.core.attack_stats import (
 from harness.core.registry import did_you_mean
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import bank_signals, prepare_ulira, unlearned_shadow_signals
-from harness.spec.hparams import config_hash
+from harness.protocol.hparams import config_hash
 from harness.training.shadow_bank import shadow_bank
 
 DEFAULTS = {"variance": "global", "min_count": 3}

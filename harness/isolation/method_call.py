@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from harness.api.task import TensorData, UnlearningTask
-from harness.spec.architectures import build_model
-from harness.spec.methods import MethodSpec
-from harness.spec.splits import hash_indices
+from harness.protocol.architectures import build_model
+from harness.protocol.methods import MethodSpec
+from harness.protocol.splits import hash_indices
 from harness.training.loop import seeded_generator
 
 
@@ -116,7 +116,7 @@ def method_label(spec: MethodSpec) -> str:
 
 
 def _label(method: str) -> str:
-    from harness.spec.methods import METHODS
+    from harness.protocol.methods import METHODS
 
     spec = METHODS.get(method)
     return method_label(spec) if spec is not None else method

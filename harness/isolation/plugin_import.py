@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from harness.spec.methods import METHODS, PluginError, ensure_builtins
+from harness.protocol.methods import METHODS, PluginError, ensure_builtins
 
 
 def file_module_name(path: Path) -> str:

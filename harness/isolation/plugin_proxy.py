@@ -28,7 +28,7 @@ from typing import Any
 from harness.isolation import sandbox
 from harness.isolation.method_call import FAMILY_ATTR, ORIGIN_ATTR, PluginOrigin, plugin_origin
 from harness.isolation.plugin_import import file_module_name, import_plugin_file, short_error
-from harness.spec.methods import METHODS, MethodSpec, PluginError, ensure_builtins, register_method
+from harness.protocol.methods import METHODS, MethodSpec, PluginError, ensure_builtins, register_method
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _register(described: list[dict[str, Any]], origin: PluginOrigin) -> list[str
             register_method(name, scenarios=tuple(entry["scenarios"]), needs_retain=bool(entry["needs_retain"]),
                             kind=kind, source=str(entry["source"]),
                             hparam_sources={str(k): str(v) for k, v in dict(entry["hparam_sources"]).items()},
-                            search_space=dict(entry.get("search_space") or {}),  # harness/spec/search_space.py
+                            search_space=dict(entry.get("search_space") or {}),  # harness/protocol/search_space.py
                             )(_proxy(entry, origin))
         except PluginError as exc:
             raise PluginError(f"plugin {origin.label}: {exc}") from exc

@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.isolation import plugin_proxy
 from harness.isolation.plugin_import import import_plugin_file
 from harness.isolation.plugin_import import short_error as _short_error
-from harness.spec.methods import METHODS, PluginError, ensure_builtins
+from harness.protocol.methods import METHODS, PluginError, ensure_builtins
 
 ENTRY_POINT_GROUP = "unlearn_bench.methods"
 

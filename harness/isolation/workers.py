@@ -55,7 +55,7 @@ from harness.isolation.method_call import (
     validate_output,
 )
 from harness.isolation.sandbox import PRELOAD, ChildProcess, SandboxError, describe_exit
-from harness.spec.methods import MethodSpec
+from harness.protocol.methods import MethodSpec
 from harness.training.cache import CorruptArtifact
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ _PLUGIN_FILES: set[str] = set()
 def _resolve_method(name: str, module: str, path: str) -> MethodSpec:
     """Import the method's module (by name, else the plugin file) in the worker and return its spec."""
     from harness.isolation.plugin_import import import_plugin_file
-    from harness.spec.methods import METHODS, ensure_builtins
+    from harness.protocol.methods import METHODS, ensure_builtins
 
     ensure_builtins()
     if name not in METHODS:
@@ -160,7 +160,7 @@ def _remote_memoizer(conn: Connection):
 
 
 def _run_one(conn: Connection, job: dict) -> None:
-    from harness.spec.architectures import build_model
+    from harness.protocol.architectures import build_model
 
     hparams = job.pop("hparams")
     try:

@@ -18,8 +18,8 @@ from harness.isolation.sandbox import sandbox_mode
 from harness.pipeline.executors import dispatch_plan
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods
-from harness.pipeline.row import SeedContext, produce_row, plugin_failure_rows, unlearn
-from harness.spec.suite import Suite
+from harness.pipeline.row import SeedContext, plugin_failure_rows, produce_row, unlearn
+from harness.protocol.suite import Suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.workspace import Workspace

@@ -34,10 +34,10 @@ from harness.pipeline.graph import (
     JobResult,
     build_graph,
     close_worker,
+    execute_job,
     is_stored,
     prepare_worker,
     probe_cache,
-    execute_job,
 )
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import should_retry

@@ -27,11 +27,11 @@ from harness.evaluate import EVALUATORS
 from harness.isolation.plugins import load_plugins
 from harness.isolation.workers import Isolation
 from harness.pipeline.options import Options
-from harness.pipeline.row import SeedContext, produce_row, make_isolation
-from harness.spec.methods import get_method
-from harness.spec.scoring import ORACLE_METHOD
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import Suite, SuiteData
+from harness.pipeline.row import SeedContext, make_isolation, produce_row
+from harness.protocol.methods import get_method
+from harness.protocol.scoring import ORACLE_METHOD
+from harness.protocol.splits import parse_scenario
+from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.reference_models import get_oracle, get_original, model_key, oracle_key

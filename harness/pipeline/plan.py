@@ -15,10 +15,10 @@ from harness.core.registry import did_you_mean
 from harness.core.results import ResultsStore
 from harness.evaluate.base import check_evaluation
 from harness.pipeline.options import RunOptions  # noqa: F401  (re-exported: the flat layout's place)
-from harness.spec.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
-from harness.spec.methods import METHODS, MethodSpec
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import Suite
+from harness.protocol.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
+from harness.protocol.methods import METHODS, MethodSpec
+from harness.protocol.splits import parse_scenario
+from harness.protocol.suite import Suite
 from harness.training.cache import cache_key
 
 
@@ -64,7 +64,7 @@ def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> lis
             kind = parse_scenario(scenario).kind
             if not spec.supports(kind):
                 continue
-            # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/spec/hparams.py)
+            # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/protocol/hparams.py)
             overrides = options.overrides.get(spec.name, {})
             hp = resolve_hparams(spec, suite_layer(suite.hparams, spec.name, kind), overrides,
                                  where=f"suite {suite.name} / --set")

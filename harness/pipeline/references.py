@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from harness.api.task import UnlearningTask
-from harness.spec.methods import register_method
-from harness.spec.scoring import ORACLE_METHOD
+from harness.protocol.methods import register_method
+from harness.protocol.scoring import ORACLE_METHOD
 
 
 @register_method("original", kind="reference", needs_retain=False,

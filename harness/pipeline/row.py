@@ -41,9 +41,9 @@ from harness.pipeline.noop import DEFAULT_NOOP_FRACTION, is_noop, output_shift
 from harness.pipeline.oracle_copy import COPY_TV_FRACTION, functional_copy_check
 from harness.pipeline.plan import RunSpec, run_id_for
 from harness.pipeline.provenance import git_sha, hardware, package_versions
-from harness.spec.hparams import tuning_columns
-from harness.spec.methods import MethodSpec, get_method
-from harness.spec.scoring import (
+from harness.protocol.hparams import tuning_columns
+from harness.protocol.methods import MethodSpec, get_method
+from harness.protocol.scoring import (
     HEADLINE_DESCRIPTIONS,
     HEADLINES,
     ORACLE_METHOD,
@@ -55,8 +55,8 @@ from harness.spec.scoring import (
     oracle_targets,
     tow,
 )
-from harness.spec.splits import Split, parse_scenario, stable_seed
-from harness.spec.suite import Suite, SuiteData
+from harness.protocol.splits import Split, parse_scenario, stable_seed
+from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache, cache_key
 from harness.training.reference_models import TrainedModel, get_oracle, get_original
 from harness.training.workspace import Workspace
@@ -264,7 +264,7 @@ def gaps(metrics: dict[str, float], ctx: SeedContext, is_reference: bool) -> dic
     """``gap_<m>`` for the match-oracle metrics, and the headlines (``avg_gap``, ``avg_gap_rmia``).
 
     A method is measured against the mean of the K oracles. The retrain reference gets the noise floor: each
-    oracle against the others (:func:`harness.spec.scoring.floor_gaps`); its per-method metrics (U-LiRA) have no
+    oracle against the others (:func:`harness.protocol.scoring.floor_gaps`); its per-method metrics (U-LiRA) have no
     leave-one-out counterpart, so their gap is left empty rather than set to 0.
     """
     kind = ctx.split.scenario.kind

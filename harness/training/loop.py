@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.spec.recipe import PRECISIONS, SCHEDULES, Recipe
+from harness.protocol.recipe import PRECISIONS, SCHEDULES, Recipe
 from harness.training.clipping import clipping_hook
 
 TRAINER_VERSION = "1"  # bump when training semantics change: it is part of every cache key

@@ -1,4 +1,4 @@
-"""Cached training artifacts: originals (their seed's pool, harness/spec/splits.py) and oracles (retain set only).
+"""Cached training artifacts: originals (their seed's pool, harness/protocol/splits.py) and oracles (retain set only).
 
 Both use the suite's recipe and the same initialisation seed, so an oracle differs from its original
 only in the data it never saw. Cache keys hash everything that determines the weights.
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.spec.architectures import build_model
-from harness.spec.splits import Split, hash_indices, stable_seed
-from harness.spec.suite import Suite, SuiteData
+from harness.protocol.architectures import build_model
+from harness.protocol.splits import Split, hash_indices, stable_seed
+from harness.protocol.suite import Suite, SuiteData
 from harness.training.batched import train_models
 from harness.training.cache import cache_key
 from harness.training.loop import TRAINER_VERSION, train_model

@@ -14,7 +14,7 @@ Random scenarios draw the shadow forget sets from a fixed *audit set* ``A`` (``a
 forget size of a half), so each audited example is forgotten by several shadows: per-example statistics
 need repeated observations, which uniformly drawn 5% forget sets would almost never give at N = 8..64.
 Marginally each ``F_i`` is still a uniform random subset of ``H_i`` of the right size. ``audit_factor = 0``
-draws forget sets from the whole half (:func:`harness.spec.splits.sample_forget_within`).
+draws forget sets from the whole half (:func:`harness.protocol.splits.sample_forget_within`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,15 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from harness.spec.architectures import build_model
-from harness.spec.splits import Scenario, hash_indices, sample_forget_within, stable_seed, stratified_halves
-from harness.spec.suite import Suite, SuiteData
+from harness.protocol.architectures import build_model
+from harness.protocol.splits import (
+    Scenario,
+    hash_indices,
+    sample_forget_within,
+    stable_seed,
+    stratified_halves,
+)
+from harness.protocol.suite import Suite, SuiteData
 from harness.training.batched import choose_mode
 from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
@@ -50,7 +56,7 @@ def shadow_count(suite: Suite) -> int:
 def shadow_halves(train_y: torch.Tensor, n: int) -> list[np.ndarray]:
     """N training halves: complementary pairs, each split stratified by class; scenario-independent.
 
-    Every half has exactly ``count // 2`` examples of each class (:func:`harness.spec.splits.stratified_halves`), the
+    Every half has exactly ``count // 2`` examples of each class (:func:`harness.protocol.splits.stratified_halves`), the
     same as a scored original's pool when the suite's ``pool = "half"``: audit tasks then have the scored tasks'
     sizes and class counts. Equal-sized training sets can also train batched (:mod:`harness.training.batched`).
     """

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.spec.suite import Suite, SuiteData
+from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache
 
 

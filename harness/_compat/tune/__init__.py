@@ -1,2 +1,2 @@
 """Deprecated import path of the tuning package: ``unlearn-bench tune`` moved to :mod:`harness.commands.tune` and
-its search spaces to :mod:`harness.spec.search_space` (a method imports them from :mod:`harness`)."""
+its search spaces to :mod:`harness.protocol.search_space` (a method imports them from :mod:`harness`)."""

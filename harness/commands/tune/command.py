@@ -28,10 +28,10 @@ from harness.commands.tune.validation import (
 from harness.isolation.plugins import load_plugins
 from harness.pipeline.options import Options
 from harness.pipeline.plan import select_methods
-from harness.spec.datasets import load_dataset
-from harness.spec.methods import MethodSpec, PluginError
-from harness.spec.splits import parse_scenario
-from harness.spec.suite import Suite, load_suite, split_definition, suite_path
+from harness.protocol.datasets import load_dataset
+from harness.protocol.methods import MethodSpec, PluginError
+from harness.protocol.splits import parse_scenario
+from harness.protocol.suite import Suite, load_suite, split_definition, suite_path
 
 DEFAULT_BUDGET = 16
 # Three seeds: two did not reveal a learning rate next to a divergence cliff (amun on fmnist-quick, docs/tuning.md)

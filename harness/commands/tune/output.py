@@ -17,8 +17,8 @@ import pandas as pd
 import tomli_w
 
 from harness.commands.tune.search import OBJECTIVE, TuneResult
-from harness.spec.hparams import TUNING_TABLE
-from harness.spec.search_space import describe
+from harness.protocol.hparams import TUNING_TABLE
+from harness.protocol.search_space import describe
 
 HEADER = """\
 # Per-method hyper-parameters of suite {suite!r}: [method] applies to every scenario kind, [method.random] and

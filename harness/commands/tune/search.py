@@ -27,10 +27,10 @@ from harness.core.results import ResultsStore
 from harness.pipeline.driver import run_suite
 from harness.pipeline.options import Options, RunOptions
 from harness.pipeline.plan import plan_runs
-from harness.spec.hparams import resolve_hparams, suite_layer
-from harness.spec.methods import MethodSpec
-from harness.spec.search_space import Knob, at_bound
-from harness.spec.splits import parse_scenario, stable_seed
+from harness.protocol.hparams import resolve_hparams, suite_layer
+from harness.protocol.methods import MethodSpec
+from harness.protocol.search_space import Knob, at_bound
+from harness.protocol.splits import parse_scenario, stable_seed
 
 log = logging.getLogger(__name__)
 

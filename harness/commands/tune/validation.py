@@ -13,7 +13,7 @@ three substitutions:
   test subset. A suite that trains on the whole train split has no such images: its validation test set is
   carved out of its train pool (and that pool shrinks accordingly). The test split itself is never read.
 
-Only the evaluators that feed the headlines (``avg_gap``, ``avg_gap_rmia``; harness/spec/scoring.py) run.
+Only the evaluators that feed the headlines (``avg_gap``, ``avg_gap_rmia``; harness/protocol/scoring.py) run.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from harness.evaluate import get_evaluator
-from harness.spec.datasets import load_dataset, stratified_subset
-from harness.spec.scoring import HEADLINES
-from harness.spec.splits import Scenario, hash_indices, parse_scenario
-from harness.spec.suite import Suite, SuiteData
+from harness.protocol.datasets import load_dataset, stratified_subset
+from harness.protocol.scoring import HEADLINES
+from harness.protocol.splits import Scenario, hash_indices, parse_scenario
+from harness.protocol.suite import Suite, SuiteData
 
 DEFAULT_FIRST_SEED = 1000
 DEFAULT_CLASSES = 2  # validation forget classes per scored class scenario

@@ -17,10 +17,10 @@ import tomli_w
 import torch
 
 from harness.core.registry import did_you_mean
-from harness.spec.architectures import MODELS
-from harness.spec.datasets import DATASETS, load_dataset, stratified_subset
-from harness.spec.recipe import PRECISIONS, SCHEDULES, Recipe
-from harness.spec.splits import (
+from harness.protocol.architectures import MODELS
+from harness.protocol.datasets import DATASETS, load_dataset, stratified_subset
+from harness.protocol.recipe import PRECISIONS, SCHEDULES, Recipe
+from harness.protocol.splits import (
     POOLS,
     Scenario,
     Split,
@@ -78,7 +78,7 @@ class Suite:
     memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
     unlearn_augment: str = "none"
     oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
-    pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/spec/splits.py)
+    pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/protocol/splits.py)
     # The compute budget: a method's CPU time over an oracle's training CPU time; None: no budget
     max_time_ratio: float | None = None
     # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/commands/quick.py), which are never ranked

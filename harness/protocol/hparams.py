@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.core.registry import did_you_mean
-from harness.spec.methods import MethodSpec
+from harness.protocol.methods import MethodSpec
 
 
 def parse_set_options(items: list[str] | None) -> dict[str, dict[str, str]]:
@@ -86,7 +86,7 @@ TUNING_COLUMNS = ("tuning_budget", "tuning_trials", "tuned_on", "tuning_at_bound
 
 
 def _kinds() -> tuple[str, ...]:
-    from harness.spec.methods import SCENARIO_KINDS
+    from harness.protocol.methods import SCENARIO_KINDS
 
     return SCENARIO_KINDS
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.registry import DuplicateName, Registry, did_you_mean
-from harness.spec.search_space import Knob, SearchSpaceError, check_space
+from harness.protocol.search_space import Knob, SearchSpaceError, check_space
 
 SCENARIO_KINDS = ("random", "class")
 METHOD_KINDS = ("reference", "baseline", "seed", "plugin")
@@ -35,7 +35,7 @@ class MethodSpec:
     source: str = ""  # where the algorithm and defaults come from
     summary: str = ""
     hparam_sources: dict[str, str] = field(default_factory=dict)
-    # What ``unlearn-bench tune`` may change, and over what range (harness/spec/search_space.py); empty: not tunable.
+    # What ``unlearn-bench tune`` may change, and over what range (harness/protocol/search_space.py); empty: not tunable.
     search_space: dict[str, Knob] = field(default_factory=dict)
     # The algorithm is our reconstruction from incomplete sources, not the authors' verified code: every row
     # and leaderboard entry of the method says so.
@@ -82,7 +82,7 @@ def register_method(name: str, *, scenarios: Iterable[str] = SCENARIO_KINDS, nee
 
     ``scenarios`` lists the scenario kinds the method handles ("random", "class"); ``needs_retain=False``
     means the task's retain data is ``None``. ``source`` says where the algorithm and defaults come from.
-    ``search_space`` maps hyper-parameter names to ranges (``harness.spec.search_space``: LogUniform, Uniform,
+    ``search_space`` maps hyper-parameter names to ranges (``harness.protocol.search_space``: LogUniform, Uniform,
     IntRange, Choice) that ``unlearn-bench tune`` searches; the other hyper-parameters stay fixed.
     ``reconstructed=True`` marks a method rebuilt from incomplete sources (rows and leaderboards label it).
     """

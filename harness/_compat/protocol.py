@@ -1,9 +1,0 @@
-"""Deprecated import path of the scoring rules (headlines, noise floor): moved to :mod:`harness.spec.scoring`.
-
-Kept so plugins and scripts written against the old layout keep working; importing it warns and hands over the
-new module itself (docs/architecture.md lists every move).
-"""
-
-from harness._compat import moved
-
-moved(__name__, "harness.spec.scoring")
