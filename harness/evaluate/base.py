@@ -7,18 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
 
 from harness.core.registry import Registry, did_you_mean
 from harness.protocol.hparams import config_hash
 from harness.training.cache import cache_key
+from harness.training.workspace import InWorkspace
 
 if TYPE_CHECKING:
     from harness.protocol.methods import MethodSpec
     from harness.protocol.splits import Split
-    from harness.protocol.suite import Suite, SuiteData
-    from harness.training.cache import ArtifactCache
     from harness.training.workspace import Workspace
 
 
@@ -48,8 +46,9 @@ class MetricInfo:
 
 
 @dataclass(frozen=True)
-class EvalContext:
-    """Everything an evaluator may use (evaluators are harness code; methods never see this)."""
+class EvalContext(InWorkspace):
+    """Everything an evaluator may use (evaluators are harness code; methods never see this); ``suite``, ``data``,
+    ``cache`` and ``device`` read through the workspace."""
 
     workspace: Workspace  # the suite, its data, the artifact cache, the device
     split: Split
@@ -70,22 +69,6 @@ class EvalContext:
     memo: dict[str, Any] = field(default_factory=dict)  # per-process scratch shared across runs of a suite
     results_root: Path | None = None  # where evaluators may write side tables (results/<suite>/_examples/)
     run_cpu_seconds: float = float("nan")  # what the evaluated run cost (CPU seconds; NaN: not a method run)
-
-    @property
-    def suite(self) -> Suite:
-        return self.workspace.suite
-
-    @property
-    def data(self) -> SuiteData:
-        return self.workspace.data
-
-    @property
-    def cache(self) -> ArtifactCache:
-        return self.workspace.cache
-
-    @property
-    def device(self) -> torch.device:
-        return self.workspace.device
 
     def method_runs_key(self, bank_key: str) -> str:
         """Cache key of the method under test's runs on a bank of extra models (U-LiRA's shadows, KLoM's

@@ -7,17 +7,6 @@ workers, the in-process method call, and how plugins are imported and described.
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from harness.core.deprecated import forward_names
 
-
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    workers = importlib.import_module("harness.isolation.workers")
-    if not hasattr(workers, name):
-        raise AttributeError(f"module 'harness.isolation' has no attribute {name!r}")
-    warnings.warn(f"harness.isolation.{name} is deprecated: import it from harness.isolation.workers",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(workers, name)
+__getattr__ = forward_names("harness.isolation", "harness.isolation.workers")

@@ -59,12 +59,12 @@ from harness.protocol.splits import Split, parse_scenario, stable_seed
 from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache, cache_key
 from harness.training.reference_models import TrainedModel, get_oracle, get_original
-from harness.training.workspace import Workspace
+from harness.training.workspace import InWorkspace, Workspace
 
 log = logging.getLogger(__name__)
 
 
-class SeedContext:
+class SeedContext(InWorkspace):
     """Lazily built artifacts for one (scenario, seed): split, original, the K oracles and their metrics.
 
     ``isolation`` runs methods (and the evaluators' shadow runs) in workers (None: in this process);
@@ -79,22 +79,6 @@ class SeedContext:
         self._original: TrainedModel | None = None
         self._oracles: list[TrainedModel] | None = None
         self._oracle_metrics: list[dict[str, float]] | None = None
-
-    @property
-    def suite(self) -> Suite:
-        return self.workspace.suite
-
-    @property
-    def data(self) -> SuiteData:
-        return self.workspace.data
-
-    @property
-    def cache(self) -> ArtifactCache:
-        return self.workspace.cache
-
-    @property
-    def device(self) -> torch.device:
-        return self.workspace.device
 
     @property
     def original(self) -> TrainedModel:

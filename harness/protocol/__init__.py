@@ -8,17 +8,6 @@ spaces, hyper-parameter layering, and the scoring rules (headlines, the noise fl
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from harness.core.deprecated import forward_names
 
-
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    scoring = importlib.import_module("harness.protocol.scoring")
-    if not hasattr(scoring, name):
-        raise AttributeError(f"module 'harness.protocol' has no attribute {name!r}")
-    warnings.warn(f"harness.protocol.{name} is deprecated: import it from harness.protocol.scoring",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(scoring, name)
+__getattr__ = forward_names("harness.protocol", "harness.protocol.scoring")

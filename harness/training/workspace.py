@@ -22,3 +22,25 @@ class Workspace:
     data: SuiteData  # the suite's train pool and test set, loaded
     cache: ArtifactCache
     device: torch.device
+
+
+class InWorkspace:
+    """For a context that holds a ``workspace``: its suite, data, cache and device, read through it."""
+
+    workspace: Workspace
+
+    @property
+    def suite(self) -> Suite:
+        return self.workspace.suite
+
+    @property
+    def data(self) -> SuiteData:
+        return self.workspace.data
+
+    @property
+    def cache(self) -> ArtifactCache:
+        return self.workspace.cache
+
+    @property
+    def device(self) -> torch.device:
+        return self.workspace.device
