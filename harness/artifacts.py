@@ -18,7 +18,7 @@ from harness.ensemble import train_models
 from harness.models import build_model
 from harness.splits import Split, hash_indices, stable_seed
 from harness.suite import Suite, SuiteData
-from harness.train import TRAINER_VERSION, train_model
+from harness.train import TRAINER_VERSION, train_model, warm_up
 
 
 @dataclass
@@ -58,6 +58,7 @@ def train_cached(suite: Suite, data: SuiteData, cache: ArtifactCache, role: str,
 
     def compute() -> dict:
         model = build_model(suite.model, data.input_shape, data.num_classes, seed=seed)
+        warm_up()
         start, cpu = time.perf_counter(), time.process_time()
         train_model(model, data.train_x[train_positions], data.train_y[train_positions], suite.recipe, seed, device)
         return _payload(model, time.perf_counter() - start, time.process_time() - cpu)
@@ -89,6 +90,7 @@ def train_cached_many(suite: Suite, data: SuiteData, cache: ArtifactCache, role:
             if len(group) < 2:
                 continue
             models = [build_model(suite.model, data.input_shape, data.num_classes, seed=seeds[i]) for i in group]
+            warm_up()
             start, cpu = time.perf_counter(), time.process_time()
             train_models(models, [(data.train_x[positions[i]], data.train_y[positions[i]]) for i in group],
                          suite.recipe, [seeds[i] for i in group], device, mode)

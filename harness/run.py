@@ -54,6 +54,7 @@ from harness.provenance import git_sha, hardware, package_versions
 from harness.registry import MethodSpec, get_method
 from harness.splits import Split, parse_scenario, stable_seed
 from harness.suite import Suite, SuiteData
+from harness.train import warm_up
 from harness.version import HARNESS_VERSION
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def unlearn_measured(run: MethodRun, cache: ArtifactCache | None = None,
                      isolation: Isolation | None = None) -> Unlearned:
     """:func:`unlearn` with its cost: an isolated run's time from sending the job to the answer (never the
     worker's start-up) and its CPU time as the isolation measured it; an in-process run's own process time."""
+    warm_up()
     start, cpu = time.perf_counter(), time.process_time()
     model = unlearn(run, cache, isolation)
     wall, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
