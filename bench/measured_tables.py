@@ -4,7 +4,7 @@ Per scenario, one line per method: means over the seeds of the per-seed metrics,
 their intervals (U-LiRA over shadow pairs, KLoM over examples), the cost, and the consistency check's share of
 flagged runs.
 
-    python bench/measured_tables.py [--results results] [--suite fmnist-quick]
+    python bench/measured_tables.py [--results results] [--suite fmnist-quick] [--klom]
 """
 
 from __future__ import annotations
@@ -53,16 +53,38 @@ def scenario_table(rows: pd.DataFrame, kind: str) -> str:
     return "\n".join(lines)
 
 
+KLOM_COLUMNS = ["klom_forget_p50", "klom_forget_p95", "klom_retain_p50", "klom_retain_p95", "klom_test_p50",
+                "klom_test_p95", "margin_w1_forget_p50", "klom_forget_n_unlearned", "klom_forget_n_references"]
+
+
+def klom_table(rows: pd.DataFrame) -> str:
+    """KLoM per set (one value per method: every seed's row carries the same per-method result), by forget median."""
+    ok = rows[rows["status"] == "ok"]
+    columns = [c for c in KLOM_COLUMNS if c in ok]
+    per_method = ok.groupby("method")[columns].first().sort_values("klom_forget_p50")
+    header = ["method", *[c.removeprefix("klom_") for c in columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, values in per_method.iterrows():
+        lines.append("| " + " | ".join([f"`{method}`", *[_fmt(float(values[c]), 1 if c.endswith(("unlearned",
+                                                                                                   "references"))
+                                                           else 2) for c in columns]]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(ROOT / "results"))
     parser.add_argument("--suite", default="fmnist-quick")
+    parser.add_argument("--klom", action="store_true", help="also KLoM's per-set table")
     args = parser.parse_args()
     frame = read_results(args.results, args.suite)
     for scenario, rows in frame.groupby("scenario", sort=False):
         kind = str(scenario).split("-", 1)[0]
         print(f"\n**{scenario}** (means over seeds; per-method metrics with their 95% intervals)\n")
         print(scenario_table(rows, kind))
+        if args.klom and "klom_forget_p50" in rows:
+            print(f"\n**{scenario}**, KLoM per set (nats; W1 in retrain-noise units; sorted by forget median)\n")
+            print(klom_table(rows))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
+from harness.core.attack_stats import holm  # noqa: F401 - the leaderboard's Holm correction, shared with the engine
+
 LEVEL = 0.95
 ALPHA = 0.05
 # An exact two-sided Wilcoxon signed-rank test on n non-zero differences cannot give p below 2 / 2**n: with
@@ -163,23 +165,6 @@ def tost_paired(a: Sequence[float], b: Sequence[float], margin: float) -> Equiva
         return Equivalence(n, mean, margin, lower, upper, max(lower, upper))
     p, (_, p_lower, _), (_, p_upper, _) = ttost_paired(d, np.zeros(n), -margin, margin)
     return Equivalence(n, mean, margin, float(p_lower), float(p_upper), float(p))
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values; NaNs stay NaN and are not counted as comparisons.
-
-    The step-down formula of statsmodels' ``multipletests(method="holm")`` (p_(i) · (m − i + 1), running
-    maximum, capped at 1), written out because that function calls ``gc.collect()`` on every call: 0.2 s each
-    in a process holding the per-example tables, and the two-axis leaderboard runs dozens of families. Tests
-    check it against statsmodels."""
-    p = np.asarray(pvalues, dtype=float)
-    adjusted = np.full(len(p), math.nan)
-    valid = np.flatnonzero(np.isfinite(p))
-    if len(valid):
-        order = valid[np.argsort(p[valid], kind="stable")]
-        steps = p[order] * np.arange(len(order), 0, -1)
-        adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
-    return adjusted.tolist()
 
 
 def holm_statsmodels(pvalues: Sequence[float]) -> list[float]:

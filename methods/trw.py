@@ -105,7 +105,7 @@ def soft_cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor
                  reconstructed=True,
                  hparam_sources=HPARAM_SOURCES,
                  # the AMUN protocol's lr range, and the tilt strength (the one constant the sources give)
-                 search_space={"lr": LogUniform(1e-5, 0.5), "beta": LogUniform(1e-4, 1000.0)})
+                 search_space={"lr": LogUniform(1e-5, 0.5), "beta": LogUniform(1e-6, 1000.0)})
 def trw(task: UnlearningTask, *, beta: float = 10.0, similarity: str = "weights", pca_dim: int = 32,
         temperature: float = 0.1, epochs: int = 10, lr: float = 0.01, lr_step: int = 5, batch_size: int = 128,
         momentum: float = 0.9, weight_decay: float = 5e-4) -> nn.Module:

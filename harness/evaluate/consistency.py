@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from torch import nn
 
+from harness.core.attack_stats import holm
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.evaluate.ulira import BankRuns, bank_signals, method_bank_runs, per_method_result, pool_signals
 from harness.protocol.scoring import ORACLE_METHOD
@@ -121,7 +121,7 @@ def decide(p: dict[str, float], time_ratio: float, time_difference: float, optio
     The raw values are stored so that the attack and shift p-values stay reproducible: Holm's adjustment mixes
     in the time p, which depends on how fast the runs went."""
     names = [n for n in STATISTICS if math.isfinite(p.get(n, math.nan))]
-    adjusted = dict(zip(names, multipletests([p[n] for n in names], method="holm")[1])) if names else {}
+    adjusted = dict(zip(names, holm([p[n] for n in names])))
     large_time = (math.isfinite(time_ratio) and max(time_ratio, 1 / time_ratio) > float(options["time_factor"])
                   and abs(time_difference) > float(options["time_min_seconds"]))
     flagged = [n for n, q in adjusted.items() if q < float(options["alpha"]) and (n != "time" or large_time)]

@@ -58,6 +58,7 @@ from harness.protocol.scoring import (
 from harness.protocol.splits import Split, parse_scenario, stable_seed
 from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache, cache_key
+from harness.training.loop import warm_up
 from harness.training.reference_models import TrainedModel, get_oracle, get_original
 from harness.training.workspace import InWorkspace, Workspace
 
@@ -180,6 +181,7 @@ def unlearn_measured(run: MethodRun, cache: ArtifactCache | None = None,
                      isolation: Isolation | None = None) -> Unlearned:
     """:func:`unlearn` with its cost: an isolated run's time from sending the job to the answer (never the
     worker's start-up) and its CPU time as the isolation measured it; an in-process run's own process time."""
+    warm_up()
     start, cpu = time.perf_counter(), time.process_time()
     model = unlearn(run, cache, isolation)
     wall, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu

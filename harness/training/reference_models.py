@@ -18,7 +18,7 @@ from harness.protocol.splits import Split, hash_indices, stable_seed
 from harness.protocol.suite import Suite, SuiteData
 from harness.training.batched import train_models
 from harness.training.cache import cache_key
-from harness.training.loop import TRAINER_VERSION, train_model
+from harness.training.loop import TRAINER_VERSION, train_model, warm_up
 from harness.training.workspace import Workspace
 
 
@@ -59,6 +59,7 @@ def train_cached(ws: Workspace, role: str, train_positions: torch.Tensor, seed: 
 
     def compute() -> dict:
         model = build_model(suite.model, data.input_shape, data.num_classes, seed=seed)
+        warm_up()
         start, cpu = time.perf_counter(), time.process_time()
         train_model(model, data.train_x[train_positions], data.train_y[train_positions], suite.recipe, seed, device)
         return _payload(model, time.perf_counter() - start, time.process_time() - cpu)
@@ -90,6 +91,7 @@ def train_cached_many(ws: Workspace, role: str, positions: list[torch.Tensor], s
             if len(group) < 2:
                 continue
             models = [build_model(suite.model, data.input_shape, data.num_classes, seed=seeds[i]) for i in group]
+            warm_up()
             start, cpu = time.perf_counter(), time.process_time()
             train_models(models, [(data.train_x[positions[i]], data.train_y[positions[i]]) for i in group],
                          suite.recipe, [seeds[i] for i in group], device, mode)
