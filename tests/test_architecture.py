@@ -213,3 +213,21 @@ def test_long_modules_say_why():
         if text.count("\n") > 400 and "Why one module:" not in text.split('"""')[1]:
             long.append(str(path.relative_to(ROOT)))
     assert long == []
+
+
+def test_the_docs_describe_the_tree_that_exists():
+    """docs/architecture.md names every module of every layer, and README's Layout every layer folder."""
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    missing = []
+    for layer in (name.split(".")[1] for name in LAYERS if name.startswith("harness.")):
+        if f"`{layer}/`" not in layout:
+            missing.append(f"README Layout: {layer}/")
+        if f"harness.{layer}" not in architecture:
+            missing.append(f"docs/architecture.md: harness.{layer}")
+        for path in sorted((ROOT / "harness" / layer).rglob("*.py")):
+            if path.name != "__init__.py" and layer != "evaluate" and f"`{path.name}`" not in architecture \
+                    and f"`{path.parent.name}/`" not in architecture:
+                missing.append(f"docs/architecture.md: {path.relative_to(ROOT)}")
+    assert missing == []
