@@ -78,7 +78,7 @@ def _compared(row: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- the attacks
-@pytest.mark.slow  # ~40-60 s on 2 cores: two runs, three plugin sandboxes
+@pytest.mark.slow  # 30-60 s on 2 cores (with the load): two runs, three plugin sandboxes
 def test_fork_bomb_and_memory_hogs_fail_with_the_limit_and_other_rows_do_not_change(tmp_path, digits_random,
                                                                                   layout):
     rows = _rows(digits_random, tmp_path / "hostile", _plugins(tmp_path))
@@ -97,7 +97,7 @@ def test_fork_bomb_and_memory_hogs_fail_with_the_limit_and_other_rows_do_not_cha
     assert _compared(rows["finetune"]) == _compared(clean["finetune"])
 
 
-@pytest.mark.slow  # ~25-40 s on 2 cores
+@pytest.mark.slow  # 30-70 s on 2 cores (with the load): three plugin sandboxes
 def test_the_rlimit_fallback_stops_what_it_can_and_says_so(tmp_path, digits_random, monkeypatch):
     monkeypatch.setenv(cgroups.ENV, "off")
     rows = _rows(digits_random, tmp_path / "fallback", _plugins(tmp_path))
