@@ -297,7 +297,15 @@ def job_env(suite, options, cache_root: Path) -> JobEnv:
         data_root=str(Path(options.data_root).resolve()) if options.data_root else None,
         plugins=tuple(str(Path(p).resolve()) for p in options.plugins), threads=options.threads,
         results_root=str(Path(options.results_root).resolve()), isolate=bool(getattr(options, "isolate", False)),
-        timeout=getattr(options, "timeout", None), memory_mb=getattr(options, "memory_mb", None))
+        timeout=getattr(options, "timeout", None), memory_mb=getattr(options, "memory_mb", None),
+        isolation_peers=_peers(options))
+
+
+def _peers(options) -> int:
+    """How many job processes share one machine: a local pool's size; Ray (0) places up to one per CPU."""
+    if getattr(options, "executor", "local") == "ray":
+        return 0
+    return max(int(getattr(options, "jobs", 1) or 1), 1)
 
 
 def execute_plan(suite, options, data, store, cache, pending: list, summary,

@@ -62,6 +62,7 @@ class JobEnv:
     isolate: bool = False  # as RunOptions: method runs in isolated worker processes, with these limits
     timeout: float | None = None
     memory_mb: int | None = None
+    isolation_peers: int = 1  # processes on one machine whose method workers share its memory (0: one per CPU)
 
 
 @dataclass(frozen=True)
@@ -206,12 +207,13 @@ def worker_isolation(env: JobEnv) -> Isolation | None:
     """This process's isolated method workers (None: in-process runs); reused across jobs with equal limits."""
     if not env.isolate:
         return None
-    key = (env.timeout, env.memory_mb, env.suite.timeout, env.suite.memory_mb)
+    key = (env.timeout, env.memory_mb, env.suite.timeout, env.suite.memory_mb, env.isolation_peers)
     held = _WORKER["isolation"]
     if held is not None and held[0] == key:
         return held[1]
     close_worker()
-    isolation = make_isolation(env.suite, True, env.timeout, env.memory_mb)
+    isolation = make_isolation(env.suite, True, env.timeout, env.memory_mb,
+                               env.isolation_peers or os.cpu_count() or 1)
     _WORKER["isolation"] = (key, isolation)
     return isolation
 

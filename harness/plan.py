@@ -39,7 +39,7 @@ class RunOptions:
     data_root: str | None = None
     isolate: bool = False  # run methods in worker processes (the CLI's default; see harness/isolation.py)
     timeout: float | None = None  # seconds per method run (isolated only); None: the suite's [run] timeout
-    memory_mb: int | None = None  # worker address-space budget (isolated, CPU); None: the suite's setting
+    memory_mb: int | None = None  # an isolated worker's memory limit (harness/limits.py); None: the suite's setting
     jobs: int = 1  # > 1: a local process pool (harness/executors.py)
     threads: int = 1  # torch intra-op threads per worker, the same in every mode (results depend on it)
     executor: str = "local"  # local | ray
