@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUITE ?= fmnist-quick
-PYTEST_ARGS ?=
+# one pytest worker per core; a test file stays on one worker (its module fixtures are built once)
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: demo test setup setup-test data browser sandbox clean-results lint
 

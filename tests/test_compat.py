@@ -36,6 +36,8 @@ MOVED = {
     "harness.sandbox": "harness.isolation.sandbox",
     "harness.isolation": "harness.isolation.workers",
     "harness.execution": "harness.isolation.method_call",
+    "harness.cgroups": "harness.isolation.cgroups",
+    "harness.limits": "harness.isolation.limits",
     "harness.plugins": "harness.isolation.plugins",
     "harness.plugin_import": "harness.isolation.plugin_import",
     "harness.plugin_proxy": "harness.isolation.plugin_proxy",
@@ -95,6 +97,15 @@ def test_old_protocol_names_resolve_on_the_package():
         from harness.protocol import HEADLINES as OldHeadlines
         from harness.protocol import ORACLE_METHOD as OldOracle
     assert (OldHeadlines, OldOracle) == (HEADLINES, ORACLE_METHOD)
+
+
+def test_a_submodule_of_such_a_package_is_no_old_name():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from harness.isolation import cgroups, sandbox
+        from harness.protocol import suite
+    assert (cgroups.__name__, sandbox.__name__, suite.__name__) == (
+        "harness.isolation.cgroups", "harness.isolation.sandbox", "harness.protocol.suite")
 
 
 def test_python_dash_m_harness_cli_still_runs():

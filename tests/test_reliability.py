@@ -148,7 +148,7 @@ EXPECTED = {
     "exiter": ("failed", "exited with code 3"),
     "raiser": ("failed", "ValueError: deliberate failure from the raiser plugin"),
     "nanner": ("invalid", "non-finite values"),
-    "hog": ("failed", "MemoryError"),
+    "hog": ("failed", "memory limit ("),  # a cgroup's OOM kill or RLIMIT_AS's MemoryError (harness/isolation/limits.py)
     "segv": ("failed", "died with SIGSEGV"),
     "finetune": ("ok", ""),
     "original": ("ok", ""),

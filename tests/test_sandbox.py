@@ -355,7 +355,8 @@ def test_the_sandbox_binds_the_environment_and_hides_harness_state(tmp_path, mon
     cache = Path.home() / ".cache" / "unlearn-bench"
     monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path / "cache"))
     argv = bwrap_argv([str(tmp_path / "plugin.py")], gpu=False)
-    assert {"--unshare-all", "--unshare-user", "--disable-userns", "--clearenv", "--new-session"} <= set(argv)
+    assert {"--unshare-all", "--unshare-user", "--disable-userns", "--clearenv", "--new-session",
+            "--die-with-parent"} <= set(argv)
     assert argv[-2:] == ["--remount-ro", "/"] and "--bind" not in argv and "--dev-bind" not in argv
     sources = [argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind"]
     for folder in (str(Path.home()), str(cache), str(tmp_path), "/usr/share", "/usr", "/", os.getcwd()):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,8 @@ def forward_names(package: str, module: str) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        if importlib.util.find_spec(f"{package}.{name}") is not None:  # a submodule (from package import it)
+            return importlib.import_module(f"{package}.{name}")
         target = importlib.import_module(module)
         if not hasattr(target, name):
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

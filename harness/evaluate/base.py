@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an
 # evaluator's computation changes, so cached results from before are recomputed, not reused.
 EVALUATION_VERSION = "2"  # 2: salun_mia balances its classes when the retain set is the smaller
+# How cached audit runs measured their cost (the consistency check compares it with scored runs measured now):
+# "cpu" = the kernel's CPU count of the worker (earlier caches stored wall time for isolated runs).
+AUDIT_COSTS = "cpu"
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class EvalContext(InWorkspace):
         """Cache key of the method under test's runs on a bank of extra models (U-LiRA's shadows, KLoM's
         originals): the bank, the method's configuration and how the method ran."""
         return cache_key(bank=bank_key, method=self.method.name, config=config_hash(self.method.name, self.hparams),
-                         sandbox=self.unlearn_sandbox)
+                         sandbox=self.unlearn_sandbox, costs=AUDIT_COSTS)
 
     def options(self, evaluator: str) -> dict[str, Any]:
         """The evaluator's options: its declared defaults, overridden by the suite's [evaluate.<name>] table."""

@@ -1,5 +1,6 @@
 """Running a method apart from the harness: the bubblewrap sandbox and its fork server, the method
-workers, the in-process method call, and how plugins are imported and described.
+workers and their resource limits (cgroups, or rlimits), the in-process method call, and how plugins are
+imported and described.
 
 ``harness.isolation`` was once the module that is now :mod:`harness.isolation.workers`; its names (``Isolation``,
 ``IsolationLimits``, ``MethodFault``, ...) still resolve here, with a deprecation warning.

@@ -194,8 +194,10 @@ def bwrap_argv(extra_ro: list[str], gpu: bool) -> list[str]:
     """
     exe = shutil.which("bwrap") or "bwrap"
     size = str(SANDBOX_TMP_MB << 20)
-    args = [exe, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session", "--cap-drop", "ALL",
-            "--clearenv", "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
+    # --die-with-parent: bwrap's init waits for every process of the sandbox, so without it a process a method
+    # left behind (setsid, a daemon) keeps the sandbox alive after its server and the harness have exited.
+    args = [exe, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session", "--die-with-parent",
+            "--cap-drop", "ALL", "--clearenv", "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
             "--size", size, "--tmpfs", "/tmp", *_system_binds()]
     bound: list[str] = []
     # Symlinked paths are bound at their real location too, so the links resolve inside.
@@ -256,6 +258,7 @@ def _recv_msg(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[
 
 
 # ------------------------------------------------------------------------------------------ server side
+HELLO, GO = b"?", b"!"  # the spawn handshake: the child's first byte (it carries its credentials), the reply
 INSIDE = False  # True in the fork server and its workers: plugins are imported here, never proxied
 ROLES: dict[str, Callable[[Connection, dict], None]] = {}  # what a forked child can be asked to run
 
@@ -316,6 +319,10 @@ def _spawn(request: dict, conn_fd: int, control: socket.socket, wake: tuple[int,
             control.close()
             for fd in (*wake, status_r, status_w, *children.values()):
                 os.close(fd)
+            if request.get("handshake"):  # ForkServer.spawn(confine=...): say who we are, wait until confined
+                os.write(conn_fd, HELLO)
+                if os.read(conn_fd, 1) != GO:
+                    os._exit(1)
             ROLES[request["role"]](Connection(conn_fd), request.get("args", {}))
             code = 0
         except SystemExit as exc:
@@ -378,6 +385,7 @@ class ChildProcess:
     status_fd: int
     server: ForkServer
     exitcode: int | None = field(default=None)
+    host_pid: int | None = None  # in the harness's PID namespace (known after a handshake, spawn(confine=...))
 
     def poll(self, timeout: float = 0.0) -> int | None:
         """The exit code (negative: killed by that signal), or None while it runs."""
@@ -406,6 +414,24 @@ class ChildProcess:
         if self.status_fd >= 0 and self.poll() is None:
             os.close(self.status_fd)
             self.status_fd = -1
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    """The pid, in this process's PID namespace, of the child that sent the handshake's first byte on ``sock``.
+
+    The kernel attaches the sender's credentials (``SO_PASSCRED``) and translates its pid into the receiver's
+    namespace: a worker in the sandbox's PID namespace cannot name another process.
+    """
+    ready, _, _ = select.select([sock], [], [], STARTUP_TIMEOUT_S)
+    if not ready:
+        raise SandboxError(f"the method process did not report within {STARTUP_TIMEOUT_S} s")
+    data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(struct.calcsize("3i")))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and data == HELLO:
+            pid = struct.unpack("3i", payload[: struct.calcsize("3i")])[0]
+            if pid > 0:
+                return pid
+    raise SandboxError("the method process exited before it reported itself")
 
 
 class ForkServer:
@@ -468,17 +494,44 @@ class ForkServer:
             raise SandboxError(reply["error"])
         return reply, got
 
-    def spawn(self, role: str, args: dict) -> ChildProcess:
-        """Fork a child that runs ``ROLES[role](conn, args)``; returns the harness's end of its pipe."""
+    def spawn(self, role: str, args: dict, confine: Callable[[int], None] | None = None) -> ChildProcess:
+        """Fork a child that runs ``ROLES[role](conn, args)``; returns the harness's end of its pipe.
+
+        With ``confine``, the child first reports itself and waits: the harness learns its pid in the harness's
+        own PID namespace (from the kernel, as the credentials of its first byte, so the child cannot lie about
+        it), calls ``confine(pid)`` (e.g. to move it into a cgroup) and only then lets the role start. Should
+        ``confine`` raise, the child is killed and never runs the role.
+        """
         mine, child_end = socket.socketpair()
+        if confine is not None:
+            mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        request = {"op": "spawn", "role": role, "args": args, "handshake": confine is not None}
         try:
-            reply, fds = self._request({"op": "spawn", "role": role, "args": args}, [child_end.fileno()])
+            reply, fds = self._request(request, [child_end.fileno()])
+        except BaseException:
+            mine.close()
+            raise
         finally:
             child_end.close()
         if len(fds) != 1:
             mine.close()
             raise SandboxError("the method sandbox did not return the worker's status pipe")
-        return ChildProcess(Connection(mine.detach()), int(reply["pid"]), fds[0], self)
+        child = ChildProcess(Connection(mine.detach()), int(reply["pid"]), fds[0], self)
+        if confine is not None:
+            try:
+                with socket.socket(fileno=os.dup(child.conn.fileno())) as sock:
+                    child.host_pid = _peer_pid(sock)
+                    confine(child.host_pid)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+                    sock.sendall(GO)
+            except BaseException as exc:
+                child.kill()
+                child.join(5)
+                child.close()
+                if isinstance(exc, OSError):
+                    raise SandboxError(f"cannot confine the method process: {exc}") from exc
+                raise
+        return child
 
     def kill(self, pid: int) -> None:
         try:

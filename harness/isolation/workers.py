@@ -4,8 +4,9 @@
 The parent sends the original's weights and architecture name, the forget data, the retain data (when the
 method declares ``needs_retain``), the hyper-parameters, the seed and where to import the method from.
 The worker never holds the oracle, the test split, the shadow bank or the cache location. It answers
-with the unlearned weights, or a failure; a wall-clock limit, a memory limit (``RLIMIT_AS``) and the
-process boundary turn hangs, crashes (segfaults, ``os._exit``) and allocation storms into rows.
+with the unlearned weights, or a failure; a wall-clock limit, memory and process limits (a cgroup per worker,
+else rlimits: :mod:`harness.isolation.limits`) and the process boundary turn hangs, crashes (segfaults, ``os._exit``),
+allocation storms and fork bombs into rows.
 
 Workers are forked from a fork server (:mod:`harness.isolation.sandbox`) that has imported torch and the built-in
 methods but holds no data; with bubblewrap the server runs in a sandbox that every worker inherits (no
@@ -28,6 +29,7 @@ import importlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import resource
@@ -36,7 +38,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Self
 
@@ -44,7 +46,8 @@ import torch
 from torch import nn
 
 from harness.api.task import TensorData
-from harness.isolation import sandbox
+from harness.isolation import cgroups, sandbox
+from harness.isolation.limits import WorkerLimits, default_processes, plan
 from harness.isolation.method_call import (
     InvalidOutput,
     MethodRun,
@@ -54,7 +57,7 @@ from harness.isolation.method_call import (
     plugin_origin,
     validate_output,
 )
-from harness.isolation.sandbox import PRELOAD, ChildProcess, SandboxError, describe_exit
+from harness.isolation.sandbox import PRELOAD, SANDBOX_TMP_MB, ChildProcess, SandboxError, describe_exit
 from harness.protocol.methods import MethodSpec
 from harness.training.cache import CorruptArtifact
 
@@ -77,24 +80,43 @@ class MethodFault(RuntimeError):
 
 @dataclass(frozen=True)
 class IsolationLimits:
-    """Per-run limits. ``memory_mb`` bounds the worker's address space beyond its start-up size."""
+    """Per-run limits: wall clock, a worker's memory (MiB, with its children; capped at its share of the
+    machine, :func:`harness.isolation.limits.memory_share`) and its processes and threads."""
 
     timeout_s: float = 600.0
     memory_mb: int | None = 16384
+    processes: int = field(default_factory=default_processes)
 
 
 # ----------------------------------------------------------------------------------------- the worker side
-def _apply_memory_limit(memory_mb: int | None, device: str) -> None:
-    # RLIMIT_AS counts virtual memory; CUDA reserves huge virtual ranges, so the limit is CPU-only.
-    if memory_mb is None or device.startswith("cuda"):
-        return
-    with open("/proc/self/statm") as handle:
-        baseline = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = baseline + memory_mb * (1 << 20)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+def _set_rlimit(kind: int, limit: int) -> None:
+    _, hard = resource.getrlimit(kind)
+    resource.setrlimit(kind, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
+def _user_tasks() -> int:
+    """Tasks (processes and threads) of this real user that /proc shows: what RLIMIT_NPROC counts."""
+    uid, count = os.getuid(), 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/status") as handle:
+                    status = dict(line.split(":", 1) for line in handle if ":" in line)
+                if int(status["Uid"].split()[0]) == uid:
+                    count += int(status["Threads"])
+            except (OSError, KeyError, ValueError):
+                continue  # it exited meanwhile
+    return count
+
+
+def _apply_rlimits(memory_bytes: int | None, processes: int | None) -> None:
+    """The fallback where the worker has no cgroup (harness.isolation.limits): limits set on itself, before any method code."""
+    if memory_bytes is not None:  # beyond the start-up size (torch's libraries are mapped already)
+        with open("/proc/self/statm") as handle:
+            baseline = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _set_rlimit(resource.RLIMIT_AS, baseline + memory_bytes)
+    if processes is not None:  # RLIMIT_NPROC counts all of the user's tasks, not this worker's
+        _set_rlimit(resource.RLIMIT_NPROC, _user_tasks() + processes)
 
 
 def _send(conn: Connection, header: dict, blob: bytes | None = None) -> None:
@@ -188,12 +210,12 @@ def _run_one(conn: Connection, job: dict) -> None:
     _send(conn, {"op": "result", "status": "ok"}, _to_bytes(state))
 
 
-def worker_main(conn: Connection, memory_mb: int | None, device: str) -> None:
+def worker_main(conn: Connection, memory_bytes: int | None = None, processes: int | None = None) -> None:
     """Entry point of a worker process: run jobs until the parent closes the pipe."""
     for name in SCRUBBED_ENV:
         os.environ.pop(name, None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _apply_memory_limit(memory_mb, device)
+    _apply_rlimits(memory_bytes, processes)
     _send(conn, {"op": "ready"})
     while True:
         try:
@@ -206,7 +228,7 @@ def worker_main(conn: Connection, memory_mb: int | None, device: str) -> None:
 
 
 def _worker_role(conn: Connection, args: dict) -> None:
-    worker_main(conn, args.get("memory_mb"), str(args.get("device", "cpu")))
+    worker_main(conn, args.get("rlimit_as"), args.get("rlimit_nproc"))
 
 
 sandbox.ROLES["worker"] = _worker_role
@@ -238,22 +260,32 @@ def method_source(spec: MethodSpec) -> MethodSource:
     return MethodSource(module, path, "builtin" if builtin else f"module:{module}", method_family(spec))
 
 
-def _memory_budget(memory_mb: int | None) -> int | None:
-    """The configured budget, capped at 3/4 of physical memory so a runaway worker cannot take the machine."""
-    if memory_mb is None:
+def _process_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process, its threads and its waited-for children, from /proc (the kernel's count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    physical_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
-    return min(memory_mb, physical_mb * 3 // 4)
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
 class _Worker:
-    def __init__(self, source: MethodSource, limits: IsolationLimits, device: str, mode: str):
+    def __init__(self, source: MethodSource, limits: WorkerLimits, layout: cgroups.Layout | None, device: str,
+                 mode: str):
+        self.cgroup: cgroups.WorkerCgroup | None = None
         try:
+            if layout is not None:  # made before the worker exists; it is moved in before it runs any method code
+                self.cgroup = cgroups.WorkerCgroup(layout, limits.memory_bytes, limits.processes)
+            memory, processes = limits.rlimits(device)
             server = sandbox.fork_server(source.box, PRELOAD, source.binds, mode=mode)
-            self.process: ChildProcess = server.spawn("worker", {"memory_mb": _memory_budget(limits.memory_mb),
-                                                                 "device": device})
-        except SandboxError as exc:
-            raise MethodFault("failed", str(exc)) from exc
+            self.process: ChildProcess = server.spawn("worker", {"rlimit_as": memory, "rlimit_nproc": processes},
+                                                      confine=self.cgroup.add if self.cgroup else lambda pid: None)
+        except (SandboxError, OSError) as exc:
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            message = str(exc) if isinstance(exc, SandboxError) else f"cannot create the worker's cgroup: {exc}"
+            raise MethodFault("failed", message) from exc
         self.conn = self.process.conn
         self.import_path = server.where(source.path) if source.binds else source.path
         # Start-up is not the method's time: wait for the worker before its clock starts.
@@ -278,25 +310,48 @@ class _Worker:
             self.process.kill()
             self.process.join(timeout=30)
         self.process.close()
+        if self.cgroup is not None:  # whatever the worker left running (setsid escapes its process group) dies
+            self.cgroup.remove()
 
     def exit_code(self) -> int | None:
         return self.process.join(timeout=2)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time so far of the worker with all its threads and children (the cgroup), else of the worker."""
+        measured = self.cgroup.cpu_seconds() if self.cgroup is not None else None
+        if measured is None and self.process.host_pid is not None:
+            measured = _process_cpu_seconds(self.process.host_pid)
+        return measured
+
+    def counters(self) -> cgroups.Counters | None:
+        return self.cgroup.counters() if self.cgroup is not None else None
 
 
 class Isolation:
     """Runs methods in worker processes; keeps at most ``max_workers`` alive (least recently used out).
 
     ``sandbox`` is the mode the workers run under: ``bwrap`` or ``none`` (see :mod:`harness.isolation.sandbox`).
+    ``peers`` is how many such pools share this machine (a process pool's size): the workers' memory limits
+    together stay within the machine's memory (:mod:`harness.isolation.limits`).
     """
 
-    def __init__(self, limits: IsolationLimits = IsolationLimits(), max_workers: int = 2, sandbox_mode: str | None = None):
+    def __init__(self, limits: IsolationLimits = IsolationLimits(), max_workers: int = 2, sandbox_mode: str | None = None,
+                 peers: int = 1):
         self.limits = limits
         self.max_workers = max_workers
         self._workers: OrderedDict[tuple, _Worker] = OrderedDict()
         self.sandbox = sandbox_mode or sandbox.sandbox_mode()
+        self._layout = cgroups.layout()  # decided once, so every worker of the pool has the limits rows name
+        self.worker_limits = plan(limits.memory_mb, limits.processes, max_workers * max(peers, 1), self._layout,
+                                  self.sandbox == "bwrap", SANDBOX_TMP_MB)
         self.runs = 0
         self.restarts = 0
         self.last_job_seconds = 0.0  # the last run's time from sending the job to its answer
+        self.last_job_cpu_seconds = math.nan  # its CPU time, all the worker's threads and children (NaN: unknown)
+
+    def limits_label(self, device: str) -> str:
+        """What a row's ``limits`` says about the runs of this pool on ``device``."""
+        return self.worker_limits.label(str(device))
 
     def start(self) -> None:
         """Start the built-in methods' fork server now (seconds: it imports torch), so no run's clock includes it."""
@@ -322,7 +377,7 @@ class Isolation:
         while len(self._workers) >= self.max_workers:
             _, old = self._workers.popitem(last=False)
             old.stop()
-        worker = _Worker(source, self.limits, device, self.sandbox)
+        worker = _Worker(source, self.worker_limits, self._layout, device, self.sandbox)
         self._workers[key] = worker
         return worker
 
@@ -350,19 +405,32 @@ class Isolation:
             "seed": run.seed, "augment": run.augment, "threads": torch.get_num_threads(),
         }
         message = _to_bytes(job)
+        # The CPU clock starts at the job, so neither the worker's start nor an earlier run counts.
+        self.last_job_cpu_seconds = math.nan
+        cpu_start, events = worker.cpu_seconds(), worker.counters()
         try:
             worker.conn.send_bytes(message)
         except (BrokenPipeError, OSError):  # a worker that died idle: start a fresh one once
             self._retire(key, kill=True)
             worker = self._worker(key, source, str(device))
+            cpu_start, events = worker.cpu_seconds(), worker.counters()
             worker.conn.send_bytes(message)
         self.runs += 1
         limit = self.limits.timeout_s if timeout_s is None else timeout_s
         ok = False
         start = time.perf_counter()
         try:
-            state = self._serve(worker, spec.name, limit, cache, run.original_key, run.forget_hash, source.family)
+            try:
+                state = self._serve(worker, spec.name, limit, cache, run.original_key, run.forget_hash, source.family)
+            except MethodFault as fault:
+                raise self._limit_fault(worker, events, str(fault)) or fault from None
             self.last_job_seconds = time.perf_counter() - start
+            cpu_end = worker.cpu_seconds()
+            if cpu_start is not None and cpu_end is not None:
+                self.last_job_cpu_seconds = cpu_end - cpu_start
+            hit = self._limit_fault(worker, events, f"method {spec.name!r} answered, but hit the limit on the way")
+            if hit is not None:  # e.g. a child OOM-killed or forks refused: the result depends on the limit
+                raise hit
             model = copy.deepcopy(original).to("cpu")
             try:
                 model.load_state_dict(state, strict=True)
@@ -415,6 +483,13 @@ class Isolation:
                     pending_put = None
                 else:
                     raise MethodFault("failed", f"the method process sent an unexpected message {op!r}")
+
+    def _limit_fault(self, worker: _Worker, before: cgroups.Counters | None, error: str) -> MethodFault | None:
+        """A ``failed`` fault naming the limit the run hit (its cgroup's events, or the rlimit's error)."""
+        now = worker.counters()
+        hit = now.since(before) if now is not None and before is not None else None
+        message = self.worker_limits.explain(error, hit)
+        return MethodFault("failed", message[:4000]) if message else None
 
     @staticmethod
     def _decode_state(blob: bytes, method: str) -> dict[str, torch.Tensor]:

@@ -299,7 +299,7 @@ def job_env(suite, options: RunOptions, cache_root: Path) -> JobEnv:
                      "data_root": str(Path(options.data_root).resolve()) if options.data_root else None,
                      "plugins": tuple(str(Path(p).resolve()) for p in options.plugins)},
                   suite=dataclasses.replace(suite),  # a fresh instance: no cached dataset travels to the workers
-                  results_root=str(Path(options.results_root).resolve()))
+                  results_root=str(Path(options.results_root).resolve()), isolation_peers=options.job_processes)
 
 
 def dispatch_plan(ws: Workspace, options, store, pending: list, summary,

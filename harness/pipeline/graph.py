@@ -59,6 +59,7 @@ class JobEnv(Options):
 
     suite: Suite
     results_root: str = "results"  # evaluators may write side tables under it (shared storage on clusters)
+    isolation_peers: int = 1  # processes on one machine whose method workers share its memory (0: one per CPU)
 
 
 @dataclass(frozen=True)
@@ -203,12 +204,13 @@ def worker_isolation(env: JobEnv) -> Isolation | None:
     """This process's isolated method workers (None: in-process runs); reused across jobs with equal limits."""
     if not env.isolate:
         return None
-    key = (env.timeout, env.memory_mb, env.suite.timeout, env.suite.memory_mb)
+    key = (env.timeout, env.memory_mb, env.suite.timeout, env.suite.memory_mb, env.isolation_peers)
     held = _WORKER["isolation"]
     if held is not None and held[0] == key:
         return held[1]
     close_worker()
-    isolation = make_isolation(env.suite, True, env.timeout, env.memory_mb)
+    isolation = make_isolation(env.suite, True, env.timeout, env.memory_mb,
+                               env.isolation_peers or os.cpu_count() or 1)
     _WORKER["isolation"] = (key, isolation)
     return isolation
 

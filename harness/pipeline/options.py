@@ -31,7 +31,7 @@ class Options:
     threads: int | None = 1  # torch intra-op threads, the same in every mode (results depend on it)
     isolate: bool = False  # run methods in sandboxed worker processes (harness/isolation/workers.py)
     timeout: float | None = None  # seconds per method run (isolated only); None: the suite's [run] timeout
-    memory_mb: int | None = None  # worker memory budget (isolated, CPU); None: the suite's setting
+    memory_mb: int | None = None  # an isolated worker's memory limit (isolation/limits.py); None: the suite's
 
     def shared(self) -> dict[str, Any]:
         """The shared fields, by name: to start another path with the same settings."""
@@ -53,3 +53,9 @@ class RunOptions(Options):
     jobs: int = 1  # > 1: a local process pool (harness/pipeline/executors.py)
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # None: start (or join) a local Ray instance
+
+    @property
+    def job_processes(self) -> int:
+        """How many job processes share one machine (their method workers share its memory): a local pool's
+        size; 0 for Ray, which places up to one per CPU."""
+        return 0 if self.executor == "ray" else max(int(self.jobs or 1), 1)

@@ -313,6 +313,7 @@ def produce_row(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     is_oracle = spec.name == ORACLE_METHOD
     row = base_row(suite, data, run, spec.kind, ctx.device, spec.reconstructed)
     row["sandbox"] = sandbox_label(ctx.isolation)
+    row["limits"] = limits_label(ctx.isolation, ctx.device)
     row.update(split_hash=ctx.split.hash, original_key=ctx.original.key, oracle_key=ctx.oracle.key,
                oracle_keys=json.dumps([o.key for o in ctx.oracles]), oracle_train_s=ctx.oracle.train_seconds)
     start = time.perf_counter()
@@ -408,15 +409,20 @@ def sandbox_label(isolation: Isolation | None) -> str:
     return isolation.sandbox if isolation is not None else "off"
 
 
+def limits_label(isolation: Isolation | None, device: torch.device) -> str:
+    """The resource limits method runs had (harness/isolation/limits.py), or "none" in-process."""
+    return isolation.limits_label(str(device)) if isolation is not None else "none"
+
+
 def make_isolation(suite: Suite, isolate: bool, timeout: float | None = None,
-                   memory_mb: int | None = None) -> Isolation | None:
+                   memory_mb: int | None = None, peers: int = 1) -> Isolation | None:
     """The worker pool for isolated method runs, or None for in-process runs (``--no-isolation``); limits
-    default to the suite's ``[run]`` settings."""
+    default to the suite's ``[run]`` settings; ``peers`` pools on this machine share its memory."""
     if not isolate:
         return None
     timeout = timeout if timeout is not None else suite.timeout
     memory = memory_mb if memory_mb is not None else suite.memory_mb
-    isolation = Isolation(IsolationLimits(timeout_s=timeout, memory_mb=memory))
+    isolation = Isolation(IsolationLimits(timeout_s=timeout, memory_mb=memory), peers=peers)
     isolation.start()
     return isolation
 

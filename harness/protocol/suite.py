@@ -75,7 +75,7 @@ class Suite:
     data_root: str | None = None
     methods: tuple[str, ...] = ()  # empty: every registered method
     timeout: float = 600.0  # wall-clock seconds per isolated method run
-    memory_mb: int | None = 16384  # address-space budget of an isolated method worker (CPU runs)
+    memory_mb: int | None = 16384  # memory limit of an isolated method worker (harness/isolation/limits.py: capped at its share)
     unlearn_augment: str = "none"
     oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
     pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/protocol/splits.py)
