@@ -36,6 +36,9 @@ def test_try_prints_the_method_next_to_the_floor_and_never_reaches_the_leaderboa
     assert "NOT a leaderboard result" in out
     for name in ("retrain (floor)", "original", "best baseline: finetune", "my-method"):
         assert name in out, out
+    for block in out.split("\n\n"):  # every scenario's table: the floor, then the original, then the rest
+        if "retrain (floor)" in block:
+            assert block.index("retrain (floor)") < block.index("original") < block.index("my-method"), block
     assert "0 models trained" in out  # everything but the method's own runs came from the cache
     # the real results folder is untouched; the quick rows say what they are
     assert sorted(p.name for p in (results / "digits-smoke").glob("*.parquet")) == before

@@ -71,7 +71,8 @@ def comparison_rows(frame: pd.DataFrame, suite: Suite, scenario: str, seed: int)
         return frame
     same = frame[(frame["scenario"] == scenario) & (frame["seed"] == seed) & (frame["status"] == "ok")
                  & (frame.get("suite_version", suite.version) == suite.version)]
-    refs = same[same["method"].isin([ORACLE_METHOD, "original"])]
+    order = {ORACLE_METHOD: 0, "original": 1}  # the floor first, then doing nothing, in every scenario
+    refs = same[same["method"].isin(order)].sort_values("method", key=lambda m: m.map(order))
     baselines = same[same["method_kind"] == "baseline"]
     if "utility_gap" in baselines and baselines["utility_gap"].notna().any():
         refs = pd.concat([refs, baselines.nsmallest(1, "utility_gap")])
