@@ -120,8 +120,7 @@ def decide(p: dict[str, float], time_ratio: float, time_difference: float, optio
 
     The raw values are stored so that the attack and shift p-values stay reproducible: Holm's adjustment mixes
     in the time p, which depends on how fast the runs went."""
-    names = [n for n in STATISTICS if math.isfinite(p.get(n, math.nan))]
-    adjusted = dict(zip(names, holm([p[n] for n in names])))
+    adjusted = dict(zip(STATISTICS, holm([p.get(n, math.nan) for n in STATISTICS])))  # NaN: not a comparison
     large_time = (math.isfinite(time_ratio) and max(time_ratio, 1 / time_ratio) > float(options["time_factor"])
                   and abs(time_difference) > float(options["time_min_seconds"]))
     flagged = [n for n, q in adjusted.items() if q < float(options["alpha"]) and (n != "time" or large_time)]

@@ -135,21 +135,22 @@ class ShadowBank:
     def __len__(self) -> int:
         return len(self.shadows)
 
+    def _membership(self, positions: str) -> np.ndarray:
+        """[N, pool] True where the example is in shadow i's ``positions`` ('half' or 'forget')."""
+        out = np.zeros((len(self), self.n_pool), dtype=bool)
+        for i, s in enumerate(self.shadows):
+            out[i, getattr(s, positions)] = True
+        return out
+
     @cached_property
     def in_half(self) -> np.ndarray:
         """[N, pool] True where the example is in shadow i's half (the original trained on it)."""
-        out = np.zeros((len(self), self.n_pool), dtype=bool)
-        for i, s in enumerate(self.shadows):
-            out[i, s.half] = True
-        return out
+        return self._membership("half")
 
     @cached_property
     def in_forget(self) -> np.ndarray:
         """[N, pool] True where the example is in shadow i's forget set."""
-        out = np.zeros((len(self), self.n_pool), dtype=bool)
-        for i, s in enumerate(self.shadows):
-            out[i, s.forget] = True
-        return out
+        return self._membership("forget")
 
     @property
     def seen_by_retrained(self) -> np.ndarray:
