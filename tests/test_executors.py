@@ -12,6 +12,7 @@ import torch
 
 from harness.commands.verify import ENVIRONMENT_COLUMNS
 from harness.core.results import read_results
+from harness.evaluate.ulira import audit_parts
 from harness.pipeline.driver import RunOptions, RunSummary, plan_runs, run_suite, select_methods
 from harness.pipeline.executors import (
     ExecutorError,
@@ -77,22 +78,30 @@ def test_process_pool_writes_the_rows_of_the_sequential_loop(tmp_path):
     assert again.written == 0 and again.skipped == 4
 
 
+def test_audit_parts_cover_the_bank_once():
+    assert audit_parts(32) == [(0, 8), (8, 16), (16, 24), (24, 32)]
+    assert audit_parts(4) == [(0, 4)] and audit_parts(10, 4) == [(0, 4), (4, 8), (8, 10)]
+
+
 def test_graph_dependencies_and_order():
     suite = load_suite("digits-smoke")
     options = RunOptions(methods=["finetune"], seeds=[0, 1])
     plan = plan_runs(suite, options, select_methods(suite, options.methods))
     jobs = build_graph(plan, suite=suite)
     ids = [j.id for j in jobs]
-    # 2 originals, K oracles per (scenario, seed), N shadow originals, N retrained shadows per scenario, one
-    # prepare job per (scenario, method configuration) (U-LiRA's shadow runs), a runs job per (scenario, seed)
+    # 2 originals, K oracles per (scenario, seed), N shadow originals, N retrained shadows per scenario, the audit
+    # runs in parts and one prepare job per (scenario, method configuration), a runs job per (scenario, seed)
     n = suite.evaluate["shadow_models"]
+    parts = audit_parts(n)
     assert ids[:2] == ["original/0", "original/1"]
-    assert len(ids) == 2 + 4 * suite.oracles + n + 2 * n + 2 + 4
+    assert len(ids) == 2 + 4 * suite.oracles + n + 2 * n + 2 * len(parts) + 2 + 4
     assert {j.index for j in jobs if j.kind == "oracle"} == set(range(suite.oracles))
     deps = next(j for j in jobs if j.id == "runs/class-3/0").deps
     assert {"shadow-retrained/class-3/0", "shadow-original/0", "oracle/class-3/0/1"} <= set(deps)
     prepare = next(j for j in jobs if j.kind == "prepare" and j.scenario == "class-3")
-    assert prepare.id in deps and set(prepare.deps) == {f"shadow-original/{i}" for i in range(n)}
+    audits = {j.id for j in jobs if j.kind == "audit" and j.scenario == "class-3"}
+    assert len(audits) == len(parts) and {j.indices for j in jobs if j.id in audits} == set(parts)
+    assert prepare.id in deps and set(prepare.deps) == {f"shadow-original/{i}" for i in range(n)} | audits
     seen: set[str] = set()
     for job in jobs:  # topological: every dependency comes earlier
         assert set(job.deps) <= seen, job.id
@@ -185,7 +194,7 @@ def test_pool_workers_are_packed_round_robin_onto_gpus():
 
 
 def test_each_pool_worker_gets_its_own_index(tmp_path):
-    """What GPU packing relies on: N spawned workers, indices 0..N-1, one per process."""
+    """What GPU packing relies on: index 0 is the driver's own slot, the N - 1 spawned workers take 1..N-1."""
     from harness.pipeline.executors import pool_worker_info
 
     executor = PoolExecutor(job_env(load_suite("digits-smoke"), RunOptions(device="cpu"), tmp_path), 2)
@@ -194,5 +203,5 @@ def test_each_pool_worker_gets_its_own_index(tmp_path):
         seen = {pid: (index, device) for pid, index, device in (f.result() for f in futures)}
     finally:
         executor.close()
-    assert sorted(index for index, _ in seen.values()) == list(range(len(seen))) and len(seen) <= 2
+    assert sorted(index for index, _ in seen.values()) == list(range(1, len(seen) + 1)) and len(seen) == 1
     assert {device for _, device in seen.values()} == {"cpu"}

@@ -31,8 +31,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
 from harness.protocol.splits import Split
+from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
 from harness.training.shadow_bank import shadow_count, shadow_originals
 
@@ -105,14 +106,22 @@ def evaluate_rmia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     n = shadow_count(ctx.suite)
     memo_key = ("rmia-refs", data.fingerprint, ctx.suite.model, n, tuple(sorted(opts.items())))
     if memo_key not in ctx.memo:
-        refs = shadow_originals(ctx.workspace, n, ctx.memo)
-        signals = np.stack([_signal(m.model, x, y, opts) for _, m in refs])
-        trained = np.zeros(signals.shape, dtype=bool)
-        for j, (half, _) in enumerate(refs):
-            trained[j, half] = True
         if opts["prior"] not in ("out", "inclusive"):
             raise ValueError(f"rmia prior must be 'out' or 'inclusive', got {opts['prior']!r}")
-        ctx.memo[memo_key] = reference_prior(signals, trained if opts["prior"] == "out" else None)
+
+        def compute() -> torch.Tensor:
+            refs = shadow_originals(ctx.workspace, n, ctx.memo)
+            signals = np.stack([_signal(m.model, x, y, opts) for _, m in refs])
+            trained = np.zeros(signals.shape, dtype=bool)
+            for j, (half, _) in enumerate(refs):
+                trained[j, half] = True
+            return torch.from_numpy(reference_prior(signals, trained if opts["prior"] == "out" else None))
+
+        # Cached, not only memoised: the prior is the same for every method and seed, and each process that
+        # scores a run would otherwise predict all N reference models on the pool again.
+        key = cache_key(kind="rmia-prior", dataset=data.fingerprint, model=ctx.suite.model,
+                        recipe=ctx.suite.recipe.as_dict(), n=n, options=opts, version=EVALUATION_VERSION)
+        ctx.memo[memo_key] = ctx.cache.get_or_compute("rmia-prior", key, compute, tally=False).numpy()
     scores = rmia_scores(_signal(model, x, y, opts), ctx.memo[memo_key], float(opts["gamma"]))
     return {"rmia_n_refs": float(n), **rmia_aucs(scores, split, len(data.train_y), int(opts["subsamples"]))}
 

@@ -354,7 +354,9 @@ class Isolation:
         return self.worker_limits.label(str(device))
 
     def start(self) -> None:
-        """Start the built-in methods' fork server now (seconds: it imports torch), so no run's clock includes it."""
+        """Start the built-in methods' fork server now (seconds: it imports torch). Optional: a worker's server
+        starts on its first run anyway, before that run's clocks start; a process that runs only plugins never
+        needs this one (it was ~3 CPU s of every pool worker's start-up when only a plugin was new)."""
         sandbox.fork_server("builtin", PRELOAD, mode=self.sandbox)
 
     def __enter__(self) -> Self:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from harness.core.results import ResultsStore
 from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
-from harness.pipeline.executors import dispatch_plan
+from harness.pipeline.executors import dispatch_plan, early_pool
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods
 from harness.pipeline.row import SeedContext, plugin_failure_rows, produce_row, unlearn
@@ -42,6 +42,8 @@ class RunSummary:
     cache_recomputed_corrupt: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)  # per job kind, summed over workers; "wall"
     executor: str = ""
+    # (job id, worker, start in seconds after scheduling began, seconds): where a run's wall time went
+    timeline: list[tuple[str, str, float, float]] = field(default_factory=list)
 
 
 def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] | None = None) -> RunSummary:
@@ -49,23 +51,29 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
     device = resolve_device(options.device)
     if options.isolate:
         sandbox_mode()  # fails now, not in a job, when UNLEARN_BENCH_SANDBOX=bwrap cannot be honoured
-    plugin_names, plugin_failures = load_plugins(options.plugins)
-    specs = select_methods(suite, options.methods, plugin_names)
-    plan = plan_runs(suite, options, specs)
-    data = suite.load_data(options.data_root)
-    store = ResultsStore(options.results_root, suite.name)
     cache = ArtifactCache(options.cache_dir)
-    summary = RunSummary(planned=len(plan))
-    failure_rows = plugin_failure_rows(suite, data, plugin_failures, options.scenarios or list(suite.scenarios),
-                                       options.seeds or list(suite.seeds), device)
-    for row in failure_rows:
-        if options.force or not store.exists(row["run_id"]):
-            store.write(row)
-            summary.failed += 1
-            summary.rows.append(row)
-    pending = pending_runs(plan, store, options)
-    summary.skipped = len(plan) - len(pending)
-    dispatch_plan(Workspace(suite, data, cache, device), options, store, pending, summary, on_row)
+    executor = early_pool(suite, options, cache.root)
+    try:
+        plugin_names, plugin_failures = load_plugins(options.plugins)
+        specs = select_methods(suite, options.methods, plugin_names)
+        plan = plan_runs(suite, options, specs)
+        data = suite.load_data(options.data_root)
+        store = ResultsStore(options.results_root, suite.name)
+        summary = RunSummary(planned=len(plan))
+        failure_rows = plugin_failure_rows(suite, data, plugin_failures, options.scenarios or list(suite.scenarios),
+                                           options.seeds or list(suite.seeds), device)
+        for row in failure_rows:
+            if options.force or not store.exists(row["run_id"]):
+                store.write(row)
+                summary.failed += 1
+                summary.rows.append(row)
+        pending = pending_runs(plan, store, options)
+        summary.skipped = len(plan) - len(pending)
+        dispatch_plan(Workspace(suite, data, cache, device), options, store, pending, summary, on_row, executor)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
     summary.cache_hits, summary.cache_misses = cache.hits, cache.misses
     summary.cache_recomputed_corrupt = cache.recomputed_corrupt
     return summary

@@ -20,7 +20,9 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +34,7 @@ from harness.pipeline.graph import (
     Job,
     JobEnv,
     JobResult,
+    adopt_worker_data,
     build_graph,
     close_worker,
     execute_job,
@@ -41,6 +44,7 @@ from harness.pipeline.graph import (
 )
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import should_retry
+from harness.protocol.suite import SuiteData
 from harness.training.shadow_bank import shadow_batching
 from harness.training.workspace import Workspace
 
@@ -99,36 +103,106 @@ def worker_device(device: str, index: int, gpus: int) -> str:
 
 
 class PoolExecutor:
-    """A local process pool (``--jobs N``); spawned workers, so no forked OpenMP or CUDA state."""
+    """A local pool of ``workers`` job slots (``--jobs N``): N - 1 spawned worker processes (spawned, so no forked
+    OpenMP or CUDA state) and the driver itself, on a thread.
+
+    The driver's slot runs jobs as the in-process executor does, with what the driver already holds: its
+    imports, the suite's data, the plugin's fork server. A spawned worker pays seconds for those (torch, the
+    harness, the data, a sandbox per plugin: bench/plugin_cost.py), which was most of the cost of adding one
+    method to a finished suite. Every slot pulls the next ready job from one queue, in submission order.
+    """
 
     name = "pool"
 
-    def __init__(self, env: JobEnv, workers: int):
+    def __init__(self, env: JobEnv, workers: int, data: SuiteData | None = None):
         self.env = env
         context = multiprocessing.get_context("spawn")
-        counter = context.Value("i", 0)  # hands each worker its index (its GPU, when packing workers onto GPUs)
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pool_init,
-                                           initargs=(env, counter))
-        self.jobs: dict[cf.Future, Job] = {}
+        counter = context.Value("i", 1)  # index 0 is the driver's slot; spawned workers take 1..N-1
+        self.pool = cf.ProcessPoolExecutor(max_workers=max(workers - 1, 1), mp_context=context,
+                                           initializer=_pool_init, initargs=(env, counter))
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = torch.get_num_threads()
+        self._abandon = False
+        self._closed = False
+        gpus = torch.cuda.device_count() if env.device in ("cuda", "auto") else 0
+        driver_env = dataclasses.replace(env, device=worker_device(env.device, 0, gpus))
+        self.data = data  # the driver's copy of the suite's data, read by its slot at its first job
+        self._slots = [threading.Thread(target=self._driver_slot, args=(driver_env,), daemon=True,
+                                        name="unlearn-bench-driver-slot")]
+        self._slots += [threading.Thread(target=self._process_slot, daemon=True, name=f"unlearn-bench-slot-{i}")
+                        for i in range(1, workers)]
+        for thread in self._slots:
+            thread.start()
 
     def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
-        return [self.pool.submit(probe_cache, self.env.cache_dir, token_name, token).result()]
+        # Spawned workers are this process's children on this machine, with its files and user: the driver's
+        # own probe answers for them, so scheduling need not wait for a worker to start (seconds).
+        return [probe_cache(self.env.cache_dir, token_name, token)]
 
     def submit(self, job: Job) -> cf.Future:
-        future = self.pool.submit(_pool_run, job)
-        self.jobs[future] = job
-        return future
+        ticket: cf.Future = cf.Future()
+        ticket.job = job  # type: ignore[attr-defined]
+        self._queue.put(ticket)
+        return ticket
+
+    def _next(self) -> cf.Future | None:
+        while True:
+            ticket = self._queue.get()
+            if ticket is None or ticket.set_running_or_notify_cancel():
+                return ticket
+
+    def spawn_now(self) -> None:
+        """Start a spawned worker now (its start-up takes seconds), e.g. while the driver still plans."""
+        self.pool.submit(int)
+
+    def _driver_slot(self, env: JobEnv) -> None:
+        adopted = False
+        try:
+            while (ticket := self._next()) is not None:
+                if not adopted and self.data is not None:
+                    adopt_worker_data(env, self.data)  # the driver's copy: no second read of the dataset
+                    adopted = True
+                try:
+                    ticket.set_result(execute_job(env, ticket.job))
+                except BaseException as exc:  # noqa: BLE001 - reported by wait() like a worker's error
+                    ticket.set_exception(exc)
+        finally:
+            if not self._abandon:
+                close_worker()
+
+    def _process_slot(self) -> None:
+        while (ticket := self._next()) is not None:
+            try:
+                ticket.set_result(self.pool.submit(_pool_run, ticket.job).result())
+            except BaseException as exc:  # noqa: BLE001 - a worker's error, or a broken pool
+                ticket.set_exception(exc)
 
     def wait(self, handles: list) -> list[tuple[Job, JobResult | BaseException]]:
         done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
-        out = []
-        for future in done:
-            exc = future.exception()
-            out.append((self.jobs.pop(future), exc if exc is not None else future.result()))
-        return out
+        return [(f.job, f.exception() if f.exception() is not None else f.result()) for f in done]
+
+    def abort(self) -> None:
+        """Interrupted (Ctrl-C): do not wait for the driver slot's job; the process is about to exit."""
+        self._abandon = True
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._closed:
+            return
+        self._closed = True
+        while True:  # tickets still queued are cancelled, not run
+            try:
+                ticket = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if ticket is not None:
+                ticket.cancel()
+        for _ in self._slots:
+            self._queue.put(None)  # each slot stops at its next pull
+        self.pool.shutdown(wait=not self._abandon, cancel_futures=True)
+        if not self._abandon:
+            for thread in self._slots:
+                thread.join()
+        torch.set_num_threads(self._threads)  # the driver's own count, changed by its slot's prepare_worker
 
 
 _POOL_ENV: JobEnv | None = None
@@ -225,14 +299,15 @@ def _ray_run(env: JobEnv, job: Job) -> JobResult:
 
 
 # ------------------------------------------------------------------------------------------- scheduling
-def make_executor(options, env: JobEnv, on_row: Callable[[dict], None] | None = None):
-    """Ray, a process pool (``--jobs N`` with N > 1) or the in-process executor (rows streamed to ``on_row``)."""
+def make_executor(options, env: JobEnv, on_row: Callable[[dict], None] | None = None, data: SuiteData | None = None):
+    """Ray, a process pool (``--jobs N`` with N > 1; ``data``: the driver's copy of the suite's data, for the
+    driver's own slot) or the in-process executor (rows streamed to ``on_row``)."""
     if options.executor == "ray":
         return RayExecutor(env, options.ray_address)
     if options.executor != "local":
         raise ValueError(f"unknown executor {options.executor!r}: expected one of {', '.join(EXECUTORS)}")
     if options.jobs > 1:
-        return PoolExecutor(env, options.jobs)
+        return PoolExecutor(env, options.jobs, data)
     return LocalExecutor(env, on_row)
 
 
@@ -288,6 +363,10 @@ def schedule_jobs(executor, jobs: list[Job], on_result: Callable[[Job, JobResult
                     raise JobFailed(f"job {job.id} failed: {type(outcome).__name__}: {outcome}") from outcome
                 finished.add(job.id)
                 on_result(job, outcome)
+    except (KeyboardInterrupt, SystemExit):
+        if hasattr(executor, "abort"):
+            executor.abort()
+        raise
     finally:
         executor.close()
 
@@ -302,10 +381,23 @@ def job_env(suite, options: RunOptions, cache_root: Path) -> JobEnv:
                   results_root=str(Path(options.results_root).resolve()), isolation_peers=options.job_processes)
 
 
+def early_pool(suite, options: RunOptions, cache_root: Path) -> PoolExecutor | None:
+    """A local pool started before planning, when there is almost surely work for it (plugin runs): its workers
+    then start up while the driver describes the plugin and loads the data, on a core that would sit idle."""
+    if options.executor != "local" or options.jobs <= 1 or not options.plugins:
+        return None
+    pool = PoolExecutor(job_env(suite, options, cache_root), options.jobs)
+    pool.spawn_now()
+    return pool
+
+
 def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
-                 on_row: Callable[[dict], None] | None = None) -> None:
-    """Run ``pending`` (RunSpecs) on the options' executor; every row is written here, by the driver."""
+                 on_row: Callable[[dict], None] | None = None, executor=None) -> None:
+    """Run ``pending`` (RunSpecs) on the options' executor (or on ``executor``, started earlier: it is closed
+    here); every row is written here, by the driver."""
     if not pending:
+        if executor is not None:
+            executor.close()
         return
     suite, data, cache = ws.suite, ws.data, ws.cache
     progress = _progress_bar(len(pending), options.progress)
@@ -322,7 +414,10 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
         progress.update(1)
 
     env = job_env(suite, options, cache.root)
-    executor = make_executor(options, env, deliver)
+    if executor is None:
+        executor = make_executor(options, env, deliver, data)
+    elif isinstance(executor, PoolExecutor):
+        executor.data = data
     gpu = str(options.device).startswith("cuda") or (
         options.device == "auto" and (torch.cuda.is_available() or
                                       (isinstance(executor, RayExecutor) and executor.has_gpus())))
@@ -355,6 +450,7 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
 
     def finish(job: Job, result: JobResult) -> None:
         stage_seconds[job.kind] = stage_seconds.get(job.kind, 0.0) + result.seconds
+        summary.timeline.append((job.id, result.worker, result.started - wall_start, result.seconds))
         cache.hits += result.cache_hits
         cache.misses += result.cache_misses
         cache.recomputed_corrupt += result.cache_corrupt
@@ -366,7 +462,7 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
             if stack is not None:
                 stack.close()
 
-    start = time.perf_counter()
+    start, wall_start = time.perf_counter(), time.time()
     try:
         batch = shadow_batching(suite, data, torch.device("cuda" if gpu else "cpu"))
         schedule_jobs(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)

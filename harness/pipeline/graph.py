@@ -1,8 +1,9 @@
 """The job graph: the work of a suite as explicit jobs with dependencies, for any executor.
 
 Jobs are ``original`` (train on the full pool, one per seed), ``oracle`` (retrain on the retain split, one
-per (scenario, seed) and oracle index k < K), ``shadows`` (the shadow bank a scenario's evaluators need) and
-``runs`` (every pending method run on one (scenario, seed): unlearn, then the evaluators, as
+per (scenario, seed) and oracle index k < K), ``shadows`` (the shadow bank a scenario's evaluators need),
+``audit`` (a part of one method configuration's runs on the shadow bank), ``prepare`` (the per-method evaluators
+on those runs) and ``runs`` (every pending method run on one (scenario, seed): unlearn, then the evaluators, as
 :func:`harness.pipeline.row.produce_row` does them). Each job is a pure function of its spec and
 the :class:`JobEnv`; its output is stored by key -- models in the content-addressed artifact cache, rows
 (returned to the driver) in the results store by ``run_id`` -- so a job whose output exists costs a load.
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from harness.evaluate import EVALUATORS
+from harness.evaluate.ulira import audit_parts, prepare_audit_part
 from harness.isolation.plugins import load_plugins
 from harness.isolation.workers import Isolation
 from harness.pipeline.options import Options
@@ -47,7 +49,7 @@ from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-JOB_KINDS = ("original", "oracle", "shadow-original", "shadow-retrained", "prepare", "runs")
+JOB_KINDS = ("original", "oracle", "shadow-original", "shadow-retrained", "audit", "prepare", "runs")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +89,7 @@ class JobResult:
     cache_misses: int = 0
     worker: str = ""
     cache_corrupt: int = 0  # corrupt artifacts found, removed and recomputed by this job
+    started: float = 0.0  # wall-clock start (time.time()), so a bench can draw the jobs' timeline
 
 
 def scenario_needs(suite: Suite | None, scenario: str) -> set[str]:
@@ -147,11 +150,19 @@ def build_graph(pending: list, gpu: bool = False, suite: Suite | None = None,
             deps += [add(Job(f"shadow-retrained/{scenario}/{i}", "shadow-retrained", 0, scenario, i, gpu=gpu))
                      for i in range(n_shadows)]
         if preparing_evaluators(suite, scenario):
+            originals = ["shadow-original/all"] if batch_shadows else shadow_originals_ids
             for run in (r for r in runs if r.method != ORACLE_METHOD):  # retrain's shadows are the bank's own
                 job_id = f"prepare/{scenario}/{run.method}/{run.config_hash}"
-                originals = ["shadow-original/all"] if batch_shadows else shadow_originals_ids
+                audits = []
+                if "shadow-bank" in needs and job_id not in prepares:  # the audit runs, in parts
+                    for lo, hi in audit_parts(n_shadows):
+                        audits.append(Job(f"audit/{scenario}/{run.method}/{run.config_hash}/{lo}", "audit",
+                                          run.seed, scenario, indices=(lo, hi), runs=(run,), deps=tuple(originals),
+                                          gpu=gpu))
+                    for job in audits:
+                        prepares[job.id] = job
                 prepares.setdefault(job_id, Job(job_id, "prepare", run.seed, scenario, runs=(run,),
-                                                deps=tuple(originals), gpu=gpu))
+                                                deps=tuple(originals) + tuple(j.id for j in audits), gpu=gpu))
                 deps.append(job_id)
         run_jobs.append(Job(f"runs/{scenario}/{seed}", "runs", seed, scenario, runs=tuple(runs),
                             deps=tuple(dict.fromkeys(deps)), gpu=gpu))
@@ -161,7 +172,7 @@ def build_graph(pending: list, gpu: bool = False, suite: Suite | None = None,
 
 def is_stored(job: Job, env: JobEnv, data: SuiteData) -> bool:
     """Whether a training job's model is already in the cache (the driver then skips the job)."""
-    if job.kind in ("runs", "prepare"):
+    if job.kind in ("runs", "prepare", "audit"):
         return False  # a prepared configuration costs its worker only loads
     cache = ArtifactCache(env.cache_dir)
     if job.kind == "original":
@@ -200,6 +211,13 @@ def worker_data(env: JobEnv) -> SuiteData:
     return _WORKER["data"][key]
 
 
+def adopt_worker_data(env: JobEnv, data: SuiteData) -> None:
+    """Give this process's job slot data it already holds (the driver's), so :func:`worker_data` does not read the
+    dataset again."""
+    _WORKER["data"].clear()
+    _WORKER["data"][(env.suite.name, env.suite.version, env.suite.path, env.data_root)] = data
+
+
 def worker_isolation(env: JobEnv) -> Isolation | None:
     """This process's isolated method workers (None: in-process runs); reused across jobs with equal limits."""
     if not env.isolate:
@@ -231,7 +249,7 @@ def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = N
     data = worker_data(env)
     cache = ArtifactCache(env.cache_dir)
     ws = Workspace(env.suite, data, cache, resolve_device(env.device))
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     rows: list[dict[str, Any]] = []
     if job.kind == "original":
         get_original(ws, job.seed)
@@ -244,6 +262,14 @@ def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = N
         shadow_original(ws, job.index)
     elif job.kind == "shadow-retrained":
         train_shadow_retrained(ws, parse_scenario(job.scenario, data.num_classes), job.index)
+    elif job.kind == "audit":
+        (run,) = job.runs
+        ctx = SeedContext(ws, job.scenario, run.seed, _WORKER["memo"], isolation=worker_isolation(env))
+        try:
+            prepare_audit_part(ctx.eval_context(get_method(run.method), run.hparams, with_models=False), *job.indices)
+        except Exception as exc:  # noqa: BLE001 - the prepare job and the rows report it (they rerun the part)
+            log.info("audit runs %s for %s/%s failed (its rows will say why): %s", job.indices, run.method,
+                     job.scenario, exc)
     elif job.kind == "prepare":
         (run,) = job.runs
         ctx = SeedContext(ws, job.scenario, run.seed, _WORKER["memo"], isolation=worker_isolation(env))
@@ -266,7 +292,7 @@ def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = N
     else:
         raise ValueError(f"unknown job kind {job.kind!r}: expected one of {', '.join(JOB_KINDS)}")
     return JobResult(job.id, job.kind, rows, time.perf_counter() - start, cache.hits, cache.misses,
-                     f"{os.uname().nodename}:{os.getpid()}", cache.recomputed_corrupt)
+                     f"{os.uname().nodename}:{os.getpid()}", cache.recomputed_corrupt, started)
 
 
 def probe_cache(cache_dir: str, token_name: str, token: str) -> tuple[str, bool, str]:

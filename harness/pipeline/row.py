@@ -422,8 +422,7 @@ def make_isolation(suite: Suite, isolate: bool, timeout: float | None = None,
         return None
     timeout = timeout if timeout is not None else suite.timeout
     memory = memory_mb if memory_mb is not None else suite.memory_mb
-    isolation = Isolation(IsolationLimits(timeout_s=timeout, memory_mb=memory), peers=peers)
-    isolation.start()
-    return isolation
+    # No fork server is started here: each starts with the first run that needs it (outside that run's clocks).
+    return Isolation(IsolationLimits(timeout_s=timeout, memory_mb=memory), peers=peers)
 
 
