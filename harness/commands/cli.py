@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=None, help="folder with the dataset files")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     run.add_argument("--force", action="store_true", help="rerun runs whose rows exist")
+    run.add_argument("--no-references", action="store_true",
+                     help="do not add the original and retrain rows --methods leaves out (verdicts need them)")
     run.add_argument("--retry-failed", action="store_true", help="rerun runs whose stored status is not ok")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--jobs", type=_jobs, default=1, metavar="N|auto",
@@ -245,7 +247,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          plugins=args.plugins, progress=not args.no_progress, data_root=args.data_root,
                          isolate=not args.no_isolation, timeout=args.timeout,
                          jobs=resolve_jobs(args.jobs, args.threads), threads=args.threads, executor=args.executor,
-                         ray_address=args.ray_address)
+                         ray_address=args.ray_address, references=not args.no_references)
+    if args.no_references:
+        print("unlearn-bench: warning: --no-references: without stored original and retrain rows for each "
+              "(scenario, seed) the leaderboard has no floor to test entries against", file=sys.stderr)
     start = time.perf_counter()
     summary = run_suite(suite, options)
     elapsed = time.perf_counter() - start

@@ -17,7 +17,7 @@ from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
 from harness.pipeline.executors import dispatch_plan
 from harness.pipeline.options import RunOptions
-from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods
+from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods, with_references
 from harness.pipeline.row import SeedContext, plugin_failure_rows, produce_row, unlearn
 from harness.protocol.suite import Suite
 from harness.training.cache import ArtifactCache
@@ -51,6 +51,8 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
         sandbox_mode()  # fails now, not in a job, when UNLEARN_BENCH_SANDBOX=bwrap cannot be honoured
     plugin_names, plugin_failures = load_plugins(options.plugins)
     specs = select_methods(suite, options.methods, plugin_names)
+    if options.references:
+        specs = with_references(specs)
     plan = plan_runs(suite, options, specs)
     data = suite.load_data(options.data_root)
     store = ResultsStore(options.results_root, suite.name)

@@ -47,6 +47,14 @@ def select_methods(suite: Suite, requested: list[str], extra: list[str] = ()) ->
     return [METHODS[name] for name in names]  # an unknown name: KeyError with "did you mean"
 
 
+def with_references(specs: list[MethodSpec]) -> list[MethodSpec]:
+    """``specs`` plus every reference method (``original``, ``retrain``) they lack: the leaderboard's verdicts
+    test each entry against the ``retrain`` floor row and place it against ``original``, so a run that names
+    only some methods still plans (and, unless stored, writes) the reference rows of each (scenario, seed)."""
+    have = {s.name for s in specs}
+    return [*(s for s in METHODS.everything().values() if s.kind == "reference" and s.name not in have), *specs]
+
+
 def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> list[RunSpec]:
     """Every run the options ask for, with resolved hyper-parameters (validated before any training)."""
     check_evaluation(suite.evaluate, suite.path or suite.name)
