@@ -41,6 +41,7 @@ from harness.pipeline.graph import (
 )
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import should_retry
+from harness.pipeline.progress import RUN, Progress, job_units
 from harness.training.shadow_bank import shadow_batching
 from harness.training.workspace import Workspace
 
@@ -308,8 +309,9 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     if not pending:
         return
     suite, data, cache = ws.suite, ws.data, ws.cache
-    progress = _progress_bar(len(pending), options.progress)
+    env = job_env(suite, options, cache.root)
     rows_by_id: dict[str, dict] = {}
+    run_seconds: list[float | None] = [None]  # a pool's rows: their share of the job's worker time
 
     def deliver(row: dict) -> None:
         store.write(row)
@@ -318,11 +320,10 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
         summary.failed += row["status"] != "ok"
         if on_row:
             on_row(row)
-        progress.set_description(f"{row['scenario']} seed {row['seed']} {row['method']}")
-        progress.update(1)
+        progress.finished(RUN, 1, run_seconds[0], f"{row['scenario']} seed {row['seed']} {row['method']}")
 
-    env = job_env(suite, options, cache.root)
     executor = make_executor(options, env, deliver)
+    progress = Progress(options.progress, 1 if isinstance(executor, LocalExecutor) else max(options.jobs, 1))
     gpu = str(options.device).startswith("cuda") or (
         options.device == "auto" and (torch.cuda.is_available() or
                                       (isinstance(executor, RayExecutor) and executor.has_gpus())))
@@ -337,7 +338,10 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     def claim_group(job: Job) -> Job | None:
         """Claim the group's runs (another process may be running some) before it is submitted."""
         if job.kind != "runs":
-            return None if is_stored(job, env, data) else job
+            if is_stored(job, env, data):
+                progress.skip(*job_units(job))
+                return None
+            return job
         stack = contextlib.ExitStack()
         mine = []
         for run in job.runs:
@@ -346,7 +350,7 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
                 mine.append(run)
             else:
                 summary.skipped += 1
-                progress.update(1)
+                progress.skip(RUN)
         if not mine:
             stack.close()
             return None
@@ -355,6 +359,9 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
 
     def finish(job: Job, result: JobResult) -> None:
         stage_seconds[job.kind] = stage_seconds.get(job.kind, 0.0) + result.seconds
+        if job.kind != "runs":
+            progress.finished(*job_units(job), result.seconds)
+        run_seconds[0] = result.seconds / len(result.rows) if result.rows else None
         cache.hits += result.cache_hits
         cache.misses += result.cache_misses
         cache.recomputed_corrupt += result.cache_corrupt
@@ -369,7 +376,9 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     start = time.perf_counter()
     try:
         batch = shadow_batching(suite, data, torch.device("cuda" if gpu else "cpu"))
-        schedule_jobs(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)
+        jobs = build_graph(pending, gpu, suite, batch)
+        progress.plan(jobs)
+        schedule_jobs(executor, jobs, finish, claim_group)
     finally:
         for stack in claims.values():
             stack.close()
@@ -379,16 +388,3 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     summary.stage_seconds = {**stage_seconds, "wall": time.perf_counter() - start}
     summary.executor = executor.name
 
-
-class _NoProgress:
-    def set_description(self, text: str) -> None: ...
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="run", dynamic_ncols=True, leave=True)
