@@ -68,22 +68,26 @@ class LocalExecutor:
     def __init__(self, env: JobEnv, on_row: Callable[[dict], None] | None = None):
         self.env = env
         self.on_row = on_row
-        self._done: list[tuple[Job, Any]] = []
+        self._queue: list[Job] = []
         self._threads = torch.get_num_threads()
 
     def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
         return [probe_cache(self.env.cache_dir, token_name, token)]
 
     def submit(self, job: Job) -> Job:
-        try:
-            self._done.append((job, execute_job(self.env, job, self.on_row)))
-        except Exception as exc:  # noqa: BLE001 - reported by wait() like the other executors do
-            self._done.append((job, exc))
+        self._queue.append(job)
         return job
 
     def wait(self, handles: list) -> list[tuple[Job, JobResult | BaseException]]:
-        done, self._done = self._done, []
-        return done
+        """Run the oldest submitted job and report it alone, in submission order: the driver then hears of
+        each job as it ends (the progress bar moves per model, not per batch of ready jobs)."""
+        if not self._queue:
+            return []
+        job = self._queue.pop(0)
+        try:
+            return [(job, execute_job(self.env, job, self.on_row))]
+        except Exception as exc:  # noqa: BLE001 - reported like the other executors do
+            return [(job, exc)]
 
     def close(self) -> None:
         close_worker()
