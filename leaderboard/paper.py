@@ -130,7 +130,7 @@ def caption(board: SuiteBoard, scenario: ScenarioBoard) -> str:
     """Suite and version, scenario, seeds, the floor, the intervals and the tests behind the verdicts."""
     prov = scenario.provenance
     seeds = prov.get("seeds", ", ".join(map(str, scenario.seeds)))
-    level = int(round(LEVEL * 100))
+    level = round(LEVEL * 100)
     return (f"{board.suite} (suite version {prov.get('suite version', '?')}), scenario {scenario.scenario}, seeds "
             f"{seeds}, {prov.get('oracles', '?')} oracles. Accuracies in percent; cells are means with the "
             f"{level}% t-interval over seeds (privacy: its {level}% interval). Utility gap: mean of the forget, "

@@ -35,6 +35,13 @@ def test_estimate_is_a_sum_per_kind_and_a_lower_bound_until_every_kind_is_timed(
     assert e.phase() == RUN
 
 
+def test_no_zero_promise_when_only_untimed_work_is_left():
+    progress = Progress(enabled=False)
+    progress.plan([_job("original"), _job("prepare")])
+    progress.finished(MODEL, 1, seconds=3.0)
+    assert progress.estimate.postfix() == "ETA after the first prepare"
+
+
 def test_workers_divide_the_work_and_the_clock_reads_hours():
     e = Estimate(workers=4)
     e.total[MODEL], e.done[MODEL], e.seconds[MODEL] = 9, 1, 40.0

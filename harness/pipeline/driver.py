@@ -17,15 +17,32 @@ from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
 from harness.pipeline.executors import dispatch_plan
 from harness.pipeline.options import RunOptions
-from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods, with_references
+from harness.pipeline.plan import (
+    RunSpec,
+    pending_runs,
+    plan_runs,
+    run_id_for,
+    select_methods,
+    with_references,
+)
 from harness.pipeline.row import SeedContext, plugin_failure_rows, produce_row, unlearn
 from harness.protocol.suite import Suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.workspace import Workspace
 
-__all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "produce_row", "plan_runs", "run_id_for",
-           "run_suite", "select_methods", "unlearn"]
+__all__ = [
+    "RunOptions",
+    "RunSpec",
+    "RunSummary",
+    "SeedContext",
+    "plan_runs",
+    "produce_row",
+    "run_id_for",
+    "run_suite",
+    "select_methods",
+    "unlearn",
+]
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from harness.core.registry import did_you_mean
 from harness.core.results import ResultsStore
 from harness.evaluate.base import check_evaluation
-from harness.pipeline.options import RunOptions  # noqa: F401  (re-exported: the flat layout's place)
+from harness.pipeline.options import RunOptions  # re-exported: the flat layout's place
 from harness.protocol.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
 from harness.protocol.methods import METHODS, MethodSpec
 from harness.protocol.splits import parse_scenario

@@ -29,7 +29,7 @@ def job_units(job) -> tuple[str, int]:
 
 
 def clock(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
@@ -63,7 +63,7 @@ class Estimate:
 
     def postfix(self) -> str:
         seconds, untimed = self.remaining()
-        if seconds is None:
+        if seconds is None or (untimed and seconds < 1):  # nothing measured covers the work left
             return f"ETA after the first {untimed[0] if untimed else RUN}"
         if untimed:
             return f"ETA ≥ {clock(seconds)} ({', '.join(untimed)} not timed yet)"
