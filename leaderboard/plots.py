@@ -6,12 +6,15 @@ Each function returns one ``<svg>`` element (text kept as text, so it is searcha
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import math
 import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -43,8 +46,44 @@ class Item:
     y: float = math.nan
 
 
+# Where ``to_svg`` also saves each figure as PNG and PDF (``unlearn-bench leaderboard --figures DIR``), and the
+# names given so far (two plots with one title get -2, -3, ...).
+_EXPORT: contextvars.ContextVar[tuple[Path, dict[str, int]] | None] = contextvars.ContextVar("export", default=None)
+
+
+@contextlib.contextmanager
+def export_figures(folder: Path | None):
+    """While active, every plot drawn for the page is also written to ``folder`` as ``<kind>-<title>.png`` and
+    ``.pdf`` (the same figure, so the files show what the page shows); ``None``: nothing is written."""
+    if folder is None:
+        yield
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    token = _EXPORT.set((Path(folder), {}))
+    try:
+        yield
+    finally:
+        _EXPORT.reset(token)
+
+
+def _export(fig: plt.Figure, kind: str, label: str) -> None:
+    target = _EXPORT.get()
+    if target is None:
+        return
+    folder, seen = target
+    stem = f"{kind}-" + (re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()[:80] or "plot")
+    seen[stem] = seen.get(stem, 0) + 1
+    if seen[stem] > 1:
+        stem += f"-{seen[stem]}"
+    for fmt in ("png", "pdf"):
+        fig.savefig(folder / f"{stem}.{fmt}", format=fmt, bbox_inches="tight", dpi=200,
+                    metadata={"CreationDate": None} if fmt == "pdf" else None)
+
+
 def to_svg(fig: plt.Figure, kind: str, label: str) -> str:
-    """The figure as an inline ``<svg>`` element, tagged for the page; the figure is closed."""
+    """The figure as an inline ``<svg>`` element, tagged for the page; the figure is closed (and, under
+    ``export_figures``, first saved as PNG and PDF)."""
+    _export(fig, kind, label)
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)

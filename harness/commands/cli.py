@@ -1,4 +1,9 @@
-"""Command line: ``unlearn-bench run | suites | methods | leaderboard | compare``."""
+"""Command line: ``unlearn-bench run | suites | methods | leaderboard | compare | tune | verify | try | doctor``.
+
+Why one module: it is the one argparse tree and the one dispatch table; each command's work lives in the module
+it calls (pipeline, leaderboard, commands/*), imported only when that command runs, so ``unlearn-bench --help``
+and the leaderboard do not load torch.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from harness.protocol.datasets import DatasetNotFound
 from harness.protocol.methods import PluginError
 
 DEFAULT_SUITE = "fmnist-quick"
+BOARD_FORMATS = ("summary", "markdown", "json", "latex", "csv")
 
 
 def _csv(text: str) -> list[str]:
@@ -81,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=None, help="folder with the dataset files")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     run.add_argument("--force", action="store_true", help="rerun runs whose rows exist")
+    run.add_argument("--no-references", action="store_true",
+                     help="do not add the original and retrain rows --methods leaves out (verdicts need them)")
     run.add_argument("--retry-failed", action="store_true", help="rerun runs whose stored status is not ok")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--jobs", type=_jobs, default=1, metavar="N|auto",
@@ -139,9 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "retrain floor; or a metric to rank by as before, e.g. avg_gap (--sort is an alias)")
     board.add_argument("--quiet", action="store_true", help="write files without printing the summary")
     output = board.add_mutually_exclusive_group()
-    output.add_argument("--markdown", action="store_true", help="print the full Markdown instead of the summary")
-    output.add_argument("--json", action="store_true",
+    output.add_argument("--format", dest="format", default="summary", choices=BOARD_FORMATS,
+                        help="what to print: the summary (default), the full Markdown, JSON, LaTeX (booktabs, a "
+                             "table per scenario; also written to <out>/<suite>.tex) or CSV (a row per entry and "
+                             "scenario; also <out>/<suite>.csv)")
+    output.add_argument("--markdown", dest="format", action="store_const", const="markdown",
+                        help="print the full Markdown (= --format markdown)")
+    output.add_argument("--json", dest="format", action="store_const", const="json",
                         help="print the leaderboard as JSON (entries, both axes, verdicts, ranks, agreement)")
+    board.add_argument("--figures", type=Path, default=None, metavar="DIR",
+                       help="also write every plot of the HTML page to DIR as PNG and PDF")
+    board.add_argument("--no-cache", action="store_true",
+                       help="render afresh even when no result, code or option changed since the last render")
     board.add_argument("--verified-only", action="store_true",
                        help="leave out rows that fail the integrity checks (default: show them, unranked)")
     board.add_argument("--data-root", default=None, help="folder with the dataset files (for the integrity checks)")
@@ -159,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--data-root", default=None, help="folder with the dataset files (for the integrity checks)")
     _add_verify(sub)
     _add_try(sub)
+    doctor = sub.add_parser("doctor", help="check data roots, the sandbox, cgroups, GPUs and the cache, and say what "
+                            "to fix")
+    doctor.add_argument("--suite", default=None, help="check this suite's data (default: every built-in suite)")
+    doctor.add_argument("--data-root", default=None, help="folder with the dataset files")
+    doctor.add_argument("--cache-dir", type=Path, default=None, help="artifact cache (default ~/.cache/unlearn-bench)")
+    doctor.add_argument("--results", type=Path, default=Path("results"), help="results folder (default ./results)")
     return parser
 
 
@@ -245,7 +267,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          plugins=args.plugins, progress=not args.no_progress, data_root=args.data_root,
                          isolate=not args.no_isolation, timeout=args.timeout,
                          jobs=resolve_jobs(args.jobs, args.threads), threads=args.threads, executor=args.executor,
-                         ray_address=args.ray_address)
+                         ray_address=args.ray_address, references=not args.no_references)
+    if args.no_references:
+        print("unlearn-bench: warning: --no-references: without stored original and retrain rows for each "
+              "(scenario, seed) the leaderboard has no floor to test entries against", file=sys.stderr)
     start = time.perf_counter()
     summary = run_suite(suite, options)
     elapsed = time.perf_counter() - start
@@ -317,20 +342,14 @@ def _suite_settings(suite_hp: dict, name: str, kinds: tuple[str, ...]) -> list[s
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from leaderboard.json_out import to_json
-    from leaderboard.markdown import render_markdown
-    from leaderboard.render import build_boards, write_leaderboards
-    from leaderboard.terminal import summary
+    from leaderboard.outputs import Request, leaderboard_texts, write_outputs
 
-    boards = build_boards(args.results, args.suite, sort=args.rank_by, verified_only=args.verified_only,
-                          data_root=args.data_root)
-    written = write_leaderboards(boards, args.out)
-    if args.json:
-        print(to_json(boards))
-    elif args.markdown:
-        print("\n".join(render_markdown(b) for b in boards))
-    elif not args.quiet:
-        print(summary(boards, written))
+    request = Request(args.results, args.out, args.suite, args.rank_by, args.verified_only, args.data_root,
+                      args.figures, use_cache=not args.no_cache)
+    texts, _ = leaderboard_texts(request)
+    write_outputs(request, texts, (args.format,))
+    if args.format != "summary" or not args.quiet:
+        print(texts[args.format], end="" if args.format in ("latex", "csv") else "\n")
     return 0
 
 
@@ -373,8 +392,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.commands.doctor import report, run_checks
+
+    text, status = report(run_checks(args.suite, args.data_root, args.cache_dir, args.results, DEFAULT_SUITE))
+    print(text)
+    return status
+
+
 COMMANDS = {"tune": cmd_tune, "run": cmd_run, "suites": cmd_suites, "methods": cmd_methods, "leaderboard": cmd_leaderboard,
-            "compare": cmd_compare, "verify": cmd_verify, "try": cmd_try}
+            "compare": cmd_compare, "verify": cmd_verify, "try": cmd_try,
+            "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (KeyError, ValueError, PluginError, DatasetNotFound, FileNotFoundError) as exc:
+    except (KeyError, ValueError, PluginError, FileNotFoundError) as exc:  # DatasetNotFound is a FileNotFoundError
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"unlearn-bench: error: {message}", file=sys.stderr)
         return 2

@@ -17,15 +17,32 @@ from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
 from harness.pipeline.executors import dispatch_plan, early_pool
 from harness.pipeline.options import RunOptions
-from harness.pipeline.plan import RunSpec, pending_runs, plan_runs, run_id_for, select_methods
+from harness.pipeline.plan import (
+    RunSpec,
+    pending_runs,
+    plan_runs,
+    run_id_for,
+    select_methods,
+    with_references,
+)
 from harness.pipeline.row import SeedContext, plugin_failure_rows, produce_row, unlearn
 from harness.protocol.suite import Suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
 from harness.training.workspace import Workspace
 
-__all__ = ["RunOptions", "RunSpec", "RunSummary", "SeedContext", "produce_row", "plan_runs", "run_id_for",
-           "run_suite", "select_methods", "unlearn"]
+__all__ = [
+    "RunOptions",
+    "RunSpec",
+    "RunSummary",
+    "SeedContext",
+    "plan_runs",
+    "produce_row",
+    "run_id_for",
+    "run_suite",
+    "select_methods",
+    "unlearn",
+]
 
 
 @dataclass
@@ -56,6 +73,8 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
     try:
         plugin_names, plugin_failures = load_plugins(options.plugins)
         specs = select_methods(suite, options.methods, plugin_names)
+        if options.references:
+            specs = with_references(specs)
         plan = plan_runs(suite, options, specs)
         data = suite.load_data(options.data_root)
         store = ResultsStore(options.results_root, suite.name)

@@ -44,6 +44,7 @@ from harness.pipeline.graph import (
 )
 from harness.pipeline.options import RunOptions
 from harness.pipeline.plan import should_retry
+from harness.pipeline.progress import RUN, Progress, job_units
 from harness.protocol.suite import SuiteData
 from harness.training.shadow_bank import shadow_batching
 from harness.training.workspace import Workspace
@@ -71,22 +72,26 @@ class LocalExecutor:
     def __init__(self, env: JobEnv, on_row: Callable[[dict], None] | None = None):
         self.env = env
         self.on_row = on_row
-        self._done: list[tuple[Job, Any]] = []
+        self._queue: list[Job] = []
         self._threads = torch.get_num_threads()
 
     def check_cache(self, token_name: str, token: str) -> list[tuple[str, bool, str]]:
         return [probe_cache(self.env.cache_dir, token_name, token)]
 
     def submit(self, job: Job) -> Job:
-        try:
-            self._done.append((job, execute_job(self.env, job, self.on_row)))
-        except Exception as exc:  # noqa: BLE001 - reported by wait() like the other executors do
-            self._done.append((job, exc))
+        self._queue.append(job)
         return job
 
     def wait(self, handles: list) -> list[tuple[Job, JobResult | BaseException]]:
-        done, self._done = self._done, []
-        return done
+        """Run the oldest submitted job and report it alone, in submission order: the driver then hears of
+        each job as it ends (the progress bar moves per model, not per batch of ready jobs)."""
+        if not self._queue:
+            return []
+        job = self._queue.pop(0)
+        try:
+            return [(job, execute_job(self.env, job, self.on_row))]
+        except Exception as exc:  # noqa: BLE001 - reported like the other executors do
+            return [(job, exc)]
 
     def close(self) -> None:
         close_worker()
@@ -400,8 +405,9 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
             executor.close()
         return
     suite, data, cache = ws.suite, ws.data, ws.cache
-    progress = _progress_bar(len(pending), options.progress)
+    env = job_env(suite, options, cache.root)
     rows_by_id: dict[str, dict] = {}
+    run_seconds: list[float | None] = [None]  # a pool's rows: their share of the job's worker time
 
     def deliver(row: dict) -> None:
         store.write(row)
@@ -410,14 +416,13 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
         summary.failed += row["status"] != "ok"
         if on_row:
             on_row(row)
-        progress.set_description(f"{row['scenario']} seed {row['seed']} {row['method']}")
-        progress.update(1)
+        progress.finished(RUN, 1, run_seconds[0], f"{row['scenario']} seed {row['seed']} {row['method']}")
 
-    env = job_env(suite, options, cache.root)
     if executor is None:
         executor = make_executor(options, env, deliver, data)
     elif isinstance(executor, PoolExecutor):
         executor.data = data
+    progress = Progress(options.progress, 1 if isinstance(executor, LocalExecutor) else max(options.jobs, 1))
     gpu = str(options.device).startswith("cuda") or (
         options.device == "auto" and (torch.cuda.is_available() or
                                       (isinstance(executor, RayExecutor) and executor.has_gpus())))
@@ -432,7 +437,10 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     def claim_group(job: Job) -> Job | None:
         """Claim the group's runs (another process may be running some) before it is submitted."""
         if job.kind != "runs":
-            return None if is_stored(job, env, data) else job
+            if is_stored(job, env, data):
+                progress.skip(*job_units(job))
+                return None
+            return job
         stack = contextlib.ExitStack()
         mine = []
         for run in job.runs:
@@ -441,7 +449,7 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
                 mine.append(run)
             else:
                 summary.skipped += 1
-                progress.update(1)
+                progress.skip(RUN)
         if not mine:
             stack.close()
             return None
@@ -451,6 +459,9 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     def finish(job: Job, result: JobResult) -> None:
         stage_seconds[job.kind] = stage_seconds.get(job.kind, 0.0) + result.seconds
         summary.timeline.append((job.id, result.worker, result.started - wall_start, result.seconds))
+        if job.kind != "runs":
+            progress.finished(*job_units(job), result.seconds)
+        run_seconds[0] = result.seconds / len(result.rows) if result.rows else None
         cache.hits += result.cache_hits
         cache.misses += result.cache_misses
         cache.recomputed_corrupt += result.cache_corrupt
@@ -465,7 +476,9 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     start, wall_start = time.perf_counter(), time.time()
     try:
         batch = shadow_batching(suite, data, torch.device("cuda" if gpu else "cpu"))
-        schedule_jobs(executor, build_graph(pending, gpu, suite, batch), finish, claim_group)
+        jobs = build_graph(pending, gpu, suite, batch)
+        progress.plan(jobs)
+        schedule_jobs(executor, jobs, finish, claim_group)
     finally:
         for stack in claims.values():
             stack.close()
@@ -475,16 +488,3 @@ def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
     summary.stage_seconds = {**stage_seconds, "wall": time.perf_counter() - start}
     summary.executor = executor.name
 
-
-class _NoProgress:
-    def set_description(self, text: str) -> None: ...
-    def update(self, n: int) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total == 0:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="run", dynamic_ncols=True, leave=True)

@@ -53,6 +53,9 @@ class RunOptions(Options):
     jobs: int = 1  # > 1: a local process pool (harness/pipeline/executors.py)
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # None: start (or join) a local Ray instance
+    # also plan the reference rows (original, retrain) the selection lacks; the command line sets it unless
+    # --no-references (library callers ask for exactly what they list)
+    references: bool = False
 
     @property
     def job_processes(self) -> int:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from harness.core.registry import did_you_mean
 from harness.core.results import ResultsStore
 from harness.evaluate.base import check_evaluation
-from harness.pipeline.options import RunOptions  # noqa: F401  (re-exported: the flat layout's place)
+from harness.pipeline.options import RunOptions  # re-exported: the flat layout's place
 from harness.protocol.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
 from harness.protocol.methods import METHODS, MethodSpec
 from harness.protocol.splits import parse_scenario
@@ -45,6 +45,14 @@ def select_methods(suite: Suite, requested: list[str], extra: list[str] = ()) ->
     names = list(requested or suite.methods or METHODS)
     names += [n for n in extra if n not in names]
     return [METHODS[name] for name in names]  # an unknown name: KeyError with "did you mean"
+
+
+def with_references(specs: list[MethodSpec]) -> list[MethodSpec]:
+    """``specs`` plus every reference method (``original``, ``retrain``) they lack: the leaderboard's verdicts
+    test each entry against the ``retrain`` floor row and place it against ``original``, so a run that names
+    only some methods still plans (and, unless stored, writes) the reference rows of each (scenario, seed)."""
+    have = {s.name for s in specs}
+    return [*(s for s in METHODS.everything().values() if s.kind == "reference" and s.name not in have), *specs]
 
 
 def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> list[RunSpec]:
