@@ -3,8 +3,8 @@
 Runs the suite cold (fresh results and cache folders, a pool of ``--jobs`` workers) and then the same command with
 ``--plugin examples/my_method.py``: only the new method's runs execute, on every cached original, oracle and shadow
 model. Both are measured in this one run, one after the other, with the machine's load printed. For the added
-method the table breaks its time down: the job seconds of its audit runs on the shadow bank (``prepare``: the
-method's runs plus the per-method evaluators U-LiRA, KLoM and the consistency check's audit side) and of its
+method the table breaks its time down: the job seconds of its audit runs on the shadow bank (``audit``: the
+method's runs, in parts; ``prepare``: the per-method evaluators U-LiRA, KLoM and the consistency check's audit side) and of its
 scored run groups; inside those, the CPU time of the method's own runs (scored and audit, measured by the harness)
 and each evaluator's seconds on the scored runs (the rows' ``evaluator_seconds``); the rest of the wall time is
 start-up (interpreter, torch, the plugin's sandbox, model loads) and cores left idle.
@@ -51,7 +51,7 @@ def timed_run(suite: str, results: Path, cache: Path, jobs: str, plugins: list[s
 def audit_cpu_seconds(cache: Path, method: str) -> float:
     """CPU seconds of the method's audit runs, from the cached runs of every scenario."""
     total = 0.0
-    for meta in (cache / "ulira-unlearned").glob("*.json"):
+    for meta in (cache / "ulira-unlearned-part").glob("*.json"):  # each audit job's runs
         if json.loads(meta.read_text()).get("parts", {}).get("method") == method:
             payload = torch.load(meta.with_suffix(".pt"), weights_only=False)
             total += float(payload["cpu_seconds"].sum())
@@ -85,14 +85,15 @@ def main() -> None:
                   suite["load"]],
                  [f"+ {method} (warm cache)", added["process_wall"], ratio, added["busy"], added["idle_share"],
                   added["rows"], added["load"]]]))
-    parts = [["prepare jobs (audit runs + per-method evaluators), job s", added.get("prepare", 0.0)],
+    parts = [["audit jobs (the method on the shadow bank, in parts), job s", added.get("audit", 0.0)],
+             ["prepare jobs (per-method evaluators on the audit runs), job s", added.get("prepare", 0.0)],
              ["run-group jobs (scored runs + evaluators), job s", added.get("runs", 0.0)],
              ["  the method's audit runs, CPU s", audit],
              ["  the method's scored runs, CPU s", float(plugin_rows["cpu_time_s"].sum())],
              *[[f"  evaluator {name} on the scored runs, s", seconds]
                for name, seconds in sorted(evaluators.items(), key=lambda kv: -kv[1])],
              ["start-up (interpreter, torch, sandbox, loads) and idle cores, wall s",
-              added["process_wall"] - (added.get("prepare", 0.0) + added.get("runs", 0.0)) / max(
+              added["process_wall"] - (added.get("audit", 0.0) + added.get("prepare", 0.0) + added.get("runs", 0.0)) / max(
                   1, os.cpu_count() or 1)]]
     print(table(["where the added method's time goes", "seconds"], parts))
     print(f"adding one method: {ratio:.3f}x the cold suite ({added['process_wall']:.1f} s vs "

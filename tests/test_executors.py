@@ -116,11 +116,12 @@ def test_run_graph_waits_for_dependencies_and_reports_failures(tmp_path):
     class Recorder(LocalExecutor):
         def submit(self, job: Job) -> Job:
             order.append(job.id)
-            if job.id == "boom":
-                self._done.append((job, RuntimeError("no")))
-            else:
-                self._done.append((job, JobResult(job.id, job.kind)))
+            self._queue.append(job)
             return job
+
+        def wait(self, handles: list):
+            job = self._queue.pop(0)
+            return [(job, RuntimeError("no") if job.id == "boom" else JobResult(job.id, job.kind))]
 
     env = job_env(load_suite("digits-smoke"), RunOptions(), tmp_path)
     jobs = [Job("b", "runs", 0, deps=("a",)), Job("a", "original", 0), Job("c", "runs", 0, deps=("a", "b"))]
