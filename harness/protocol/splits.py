@@ -31,7 +31,8 @@ from harness.protocol.scoring import SCENARIO_KINDS, kind_family
 
 _PERCENT = r"(\d+(?:\.\d+)?)"
 _SCENARIO = re.compile(rf"^(random)-{_PERCENT}$|^(class|subclass)-(\d+)$|^(memorised|entangled)-{_PERCENT}-(\w+)$")
-SCENARIO_FORMS = "'random-P', 'class-K', 'subclass-K', 'memorised-P-T' or 'entangled-P-T' (T: low, medium, high)"
+SCENARIO_FORMS = ("'random-P' (0<P<100) or 'class-K', or one of 'subclass-K', 'memorised-P-T', 'entangled-P-T' "
+                  "(T: low, medium, high)")
 DIFFICULTY_KINDS = ("memorised", "entangled")  # forget sets chosen by a per-example score (harness/training/difficulty.py)
 TIERS = ("low", "medium", "high")  # terciles of the pool's scores
 KINDS = SCENARIO_KINDS  # every scenario kind, in the order documents list them
