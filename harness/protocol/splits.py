@@ -191,7 +191,7 @@ def make_split(suite: str, scenario: Scenario, seed: int, train_y: torch.Tensor,
         if scores is None or len(scores) != n:
             raise ValueError(f"scenario {scenario.name}: needs a {scenario.kind} score for every train example")
         tier = difficulty_tier(members, np.asarray(scores, dtype=np.float64), scenario.tier)
-        n_forget = max(1, int(round(len(members) * scenario.value / 100.0)))
+        n_forget = max(1, round(len(members) * scenario.value / 100.0))
         rng = np.random.default_rng(stable_seed(suite, scenario.name, seed))
         forget = np.sort(rng.choice(tier, min(n_forget, len(tier)), replace=False))
     elif scenario.kind == "subclass":
