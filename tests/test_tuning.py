@@ -218,9 +218,9 @@ def guarded(monkeypatch):
         return dataclasses.replace(arrays, test_x=arrays.test_x.as_subclass(Forbidden),
                                    test_y=arrays.test_y.as_subclass(Forbidden))
 
-    def split(suite, scenario, seed, train_y, test_y, pool=None):
+    def split(suite, scenario, seed, train_y, test_y, *rest):
         splits.append((scenario.name, seed))
-        return real_split(suite, scenario, seed, train_y, test_y, pool)
+        return real_split(suite, scenario, seed, train_y, test_y, *rest)
 
     for module in (harness.protocol.suite, harness.commands.tune.validation, harness.commands.tune.command):
         monkeypatch.setattr(module, "load_dataset", load)

@@ -11,6 +11,7 @@ from torch import nn
 
 from harness.core.registry import Registry, did_you_mean
 from harness.protocol.hparams import config_hash
+from harness.protocol.scoring import SCENARIO_KINDS
 from harness.training.cache import cache_key
 from harness.training.workspace import InWorkspace
 
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
     from harness.protocol.splits import Split
     from harness.training.workspace import Workspace
 
+
+ALL_KINDS = SCENARIO_KINDS  # for a metric meaningful in every scenario kind (MetricInfo.scenarios)
+# Sample-level forgetting with no class removed: the kinds where retain-vs-forget comparisons apply
+SAMPLE_KINDS = ("random", "memorised", "entangled")
+CLASS_KINDS = ("class", "subclass")  # a whole (fine) class is forgotten, with its test images
 
 # Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an
 # evaluator's computation changes, so cached results from before are recomputed, not reused.
@@ -107,7 +113,7 @@ class Evaluator:
     @property
     def scenarios(self) -> tuple[str, ...]:
         """The scenario kinds the evaluator runs in: where at least one of its metrics can vary."""
-        return tuple(k for k in ("random", "class") if self.metrics_for(k))
+        return tuple(k for k in SCENARIO_KINDS if self.metrics_for(k))
 
     def metrics_for(self, kind: str) -> tuple[MetricInfo, ...]:
         """The metrics that can vary in a scenario of this kind (bookkeeping 'info' ones ride along).

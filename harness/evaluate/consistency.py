@@ -131,7 +131,7 @@ def decide(p: dict[str, float], time_ratio: float, time_difference: float, optio
 def _audit(ctx: EvalContext, bank: ShadowBank) -> tuple[AttackFits, AuditStatistics]:
     """The audit side, computed once per method configuration (in its prepare job) and cached."""
     split = ctx.split
-    negatives = (split.test_forget if split.scenario.kind == "class" else split.test_retain).numpy()
+    negatives = (split.test_forget if split.scenario.forgets_class else split.test_retain).numpy()
 
     def compute() -> dict:
         runs = method_bank_runs(ctx, bank)

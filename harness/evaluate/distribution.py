@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import ALL_KINDS, CLASS_KINDS, EvalContext, MetricInfo, register_evaluator
 from harness.training.loop import predict_logits
 
 
@@ -40,17 +40,17 @@ def mean_kl_tv(model: nn.Module, references: list[nn.Module], x: torch.Tensor) -
 
 @register_evaluator("distribution", metrics=[
     MetricInfo("kl_forget", "mean KL(oracle || model) of predicted distributions on the forget set",
-               direction="lower", unit="nats"),
+               direction="lower", unit="nats", scenarios=ALL_KINDS),
     MetricInfo("tv_forget", "mean total-variation distance to the oracle's predictions on the forget set",
-               direction="lower", unit="fraction"),
+               direction="lower", unit="fraction", scenarios=ALL_KINDS),
     MetricInfo("tv_forget_test", "class scenarios: mean TV to the oracle on forget-class test images "
                "(TRW v1 TV metric, reconstructed)", direction="lower", unit="fraction", reconstructed=True,
-               scenarios=("class",)),
+               scenarios=CLASS_KINDS),
 ])
 def evaluate_distribution(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     data, split = ctx.data, ctx.split
     kl, tv = mean_kl_tv(model, ctx.oracles, data.train_x[split.forget])
     out = {"kl_forget": kl, "tv_forget": tv}
-    if split.scenario.kind == "class":
+    if split.scenario.forgets_class:
         out["tv_forget_test"] = mean_kl_tv(model, ctx.oracles, data.test_x[split.test_forget])[1]
     return out

@@ -31,7 +31,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from harness.evaluate.base import EVALUATION_VERSION, EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import ALL_KINDS, EVALUATION_VERSION, SAMPLE_KINDS, EvalContext, MetricInfo, register_evaluator
 from harness.protocol.splits import Split
 from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
@@ -93,10 +93,11 @@ def _signal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: dict) -> n
 
 @register_evaluator("rmia", needs=("shadow-originals",), options=DEFAULTS, metrics=[
     MetricInfo("rmia_ft_auc", "online-RMIA AUC, forget (1) vs test (0); AMUN's FT AUC (50 = ideal)", privacy=True,
-               axis="privacy"),
-    MetricInfo("rmia_fr_auc", "online-RMIA AUC, retain (1) vs forget (0)", scenarios=("random",), privacy=True),
-    MetricInfo("rmia_rt_auc", "online-RMIA AUC, retain (1) vs test (0)", scenarios=("random",), privacy=True),
-    MetricInfo("rmia_n_refs", "number of reference models behind the RMIA values", direction="info", unit="count"),
+               axis="privacy", scenarios=ALL_KINDS),
+    MetricInfo("rmia_fr_auc", "online-RMIA AUC, retain (1) vs forget (0)", scenarios=SAMPLE_KINDS, privacy=True),
+    MetricInfo("rmia_rt_auc", "online-RMIA AUC, retain (1) vs test (0)", scenarios=SAMPLE_KINDS, privacy=True),
+    MetricInfo("rmia_n_refs", "number of reference models behind the RMIA values", direction="info", unit="count",
+               scenarios=ALL_KINDS),
 ])
 def evaluate_rmia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     opts = ctx.options("rmia")
@@ -133,9 +134,9 @@ def rmia_aucs(scores: np.ndarray, split: Split, n_train: int, subsamples: int = 
     test images); random scenarios add retain (1) vs forget (0) and retain (1) vs test (0).
     """
     forget, retain = split.forget.numpy(), split.retain.numpy()
-    test = (split.test_forget if split.scenario.kind == "class" else split.test_retain).numpy() + n_train
+    test = (split.test_forget if split.scenario.forgets_class else split.test_retain).numpy() + n_train
     comparisons = [("rmia_ft_auc", forget, test)]
-    if split.scenario.kind == "random":
+    if not split.scenario.forgets_class:
         comparisons += [("rmia_fr_auc", retain, forget), ("rmia_rt_auc", retain, test)]
     size = min(len(test), len(forget), len(retain))
     out = {}

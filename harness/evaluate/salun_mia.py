@@ -24,7 +24,7 @@ import torch
 from sklearn.svm import SVC
 from torch import nn
 
-from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import SAMPLE_KINDS, EvalContext, MetricInfo, register_evaluator
 from harness.protocol.splits import stable_seed
 from harness.training.loop import predict_logits
 
@@ -56,7 +56,7 @@ def shadow_members(retain: torch.Tensor, size: int, mode: str, seed: int) -> tor
 
 @register_evaluator("salun_mia", options=DEFAULTS, metrics=[
     MetricInfo("salun_mia", "SalUn MIA-Efficacy / AMUN's MIS: % of the forget set an SVM on true-label confidence "
-               "calls non-member", scenarios=("random",), privacy=True, axis="privacy"),
+               "calls non-member", scenarios=SAMPLE_KINDS, privacy=True, axis="privacy"),
 ])
 def evaluate_salun_mia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     opts = ctx.options("salun_mia")

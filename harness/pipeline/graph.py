@@ -2,8 +2,9 @@
 
 Jobs are ``original`` (train on the full pool, one per seed), ``oracle`` (retrain on the retain split, one
 per (scenario, seed) and oracle index k < K), ``shadows`` (the shadow bank a scenario's evaluators need),
-``audit`` (a part of one method configuration's runs on the shadow bank), ``prepare`` (the per-method evaluators
-on those runs) and ``runs`` (every pending method run on one (scenario, seed): unlearn, then the evaluators, as
+``difficulty`` (a difficulty kind's per-example scores, from the shadow originals, once per suite), ``audit`` (a
+part of one method configuration's runs on the shadow bank), ``prepare`` (the per-method evaluators on those
+runs) and ``runs`` (every pending method run on one (scenario, seed): unlearn, then the evaluators, as
 :func:`harness.pipeline.row.produce_row` does them). Each job is a pure function of its spec and
 the :class:`JobEnv`; its output is stored by key -- models in the content-addressed artifact cache, rows
 (returned to the driver) in the results store by ``run_id`` -- so a job whose output exists costs a load.
@@ -32,9 +33,10 @@ from harness.pipeline.options import Options
 from harness.pipeline.row import SeedContext, make_isolation, produce_row
 from harness.protocol.methods import get_method
 from harness.protocol.scoring import ORACLE_METHOD
-from harness.protocol.splits import parse_scenario
+from harness.protocol.splits import DIFFICULTY_KINDS, parse_scenario
 from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache
+from harness.training.difficulty import difficulty_scores, scenario_split, scores_stored
 from harness.training.loop import resolve_device
 from harness.training.reference_models import get_oracle, get_original, model_key, oracle_key
 from harness.training.shadow_bank import (
@@ -49,7 +51,8 @@ from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-JOB_KINDS = ("original", "oracle", "shadow-original", "shadow-retrained", "audit", "prepare", "runs")
+JOB_KINDS = ("original", "oracle", "shadow-original", "shadow-retrained", "difficulty", "audit", "prepare",
+             "runs")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,11 +96,13 @@ class JobResult:
 
 
 def scenario_needs(suite: Suite | None, scenario: str) -> set[str]:
-    """What of the shadow bank this scenario's evaluators read ('shadow-bank', 'shadow-originals')."""
+    """What of the shadow bank this scenario reads ('shadow-bank', 'shadow-originals'): its evaluators' needs,
+    and the shadow originals a difficulty kind's scores come from (harness/training/difficulty.py)."""
     if suite is None:
         return set()
     kind = parse_scenario(scenario).kind
-    return {need for n in suite.evaluators if EVALUATORS[n].metrics_for(kind) for need in EVALUATORS[n].needs}
+    needs = {need for n in suite.evaluators if EVALUATORS[n].metrics_for(kind) for need in EVALUATORS[n].needs}
+    return needs | ({"shadow-originals"} if kind in DIFFICULTY_KINDS else set())
 
 
 def preparing_evaluators(suite: Suite | None, scenario: str) -> list[str]:
@@ -135,14 +140,22 @@ def build_graph(pending: list, gpu: bool = False, suite: Suite | None = None,
 
     for (scenario, seed), runs in groups.items():
         deps = [add(Job(f"original/{seed}", "original", seed, gpu=gpu))]
-        deps += [add(Job(f"oracle/{scenario}/{seed}/{i}", "oracle", seed, scenario, i, gpu=gpu)) for i in range(k)]
         needs = scenario_needs(suite, scenario)
         if needs and batch_shadows:
-            deps.append(add(Job("shadow-original/all", "shadow-original", 0, indices=tuple(range(n_shadows)),
-                                gpu=gpu)))
+            originals = [add(Job("shadow-original/all", "shadow-original", 0, indices=tuple(range(n_shadows)),
+                                 gpu=gpu))]
         elif needs:
-            deps += [add(Job(f"shadow-original/{i}", "shadow-original", 0, None, i, gpu=gpu))
-                     for i in range(n_shadows)]
+            originals = [add(Job(f"shadow-original/{i}", "shadow-original", 0, None, i, gpu=gpu))
+                         for i in range(n_shadows)]
+        else:
+            originals = []
+        kind = parse_scenario(scenario).kind
+        # a difficulty scenario's split needs its scores, which need the shadow originals: its oracles wait
+        scores = [add(Job(f"difficulty/{kind}", "difficulty", 0, scenario, deps=tuple(originals)))] \
+            if kind in DIFFICULTY_KINDS else []
+        deps += [add(Job(f"oracle/{scenario}/{seed}/{i}", "oracle", seed, scenario, i, deps=tuple(scores), gpu=gpu))
+                 for i in range(k)]
+        deps += originals
         if "shadow-bank" in needs and batch_shadows:
             deps.append(add(Job(f"shadow-retrained/{scenario}/all", "shadow-retrained", 0, scenario,
                                 indices=tuple(range(n_shadows)), gpu=gpu)))
@@ -179,12 +192,18 @@ def is_stored(job: Job, env: JobEnv, data: SuiteData) -> bool:
         return cache.exists("original", model_key(env.suite, data, "original",
                                                   env.suite.original_positions(data, job.seed), job.seed))
     if job.kind == "shadow-original" and not job.indices:
-        half = shadow_halves(data.train_y, shadow_count(env.suite))[job.index]
+        half = shadow_halves(data.strata, shadow_count(env.suite))[job.index]
         return cache.exists("shadow-original", model_key(env.suite, data, "shadow-original",
                                                          torch.as_tensor(half), shadow_seed(job.index)))
     if job.kind in ("shadow-original", "shadow-retrained"):
         return False  # a batch, or a key that needs the forget set: the job itself loads what is stored
-    split = env.suite.split(data, job.scenario, job.seed)
+    ws = Workspace(env.suite, data, cache, torch.device("cpu"))
+    kind = parse_scenario(job.scenario).kind
+    if kind in DIFFICULTY_KINDS and not scores_stored(ws, kind):
+        return False  # the split needs the scores: the job computes them (its dependency normally has)
+    if job.kind == "difficulty":
+        return True
+    split = scenario_split(ws, job.scenario, job.seed)
     return cache.exists("oracle", oracle_key(env.suite, data, split, job.index))
 
 
@@ -254,7 +273,9 @@ def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = N
     if job.kind == "original":
         get_original(ws, job.seed)
     elif job.kind == "oracle":
-        get_oracle(ws, env.suite.split(data, job.scenario, job.seed), job.index)
+        get_oracle(ws, scenario_split(ws, job.scenario, job.seed, _WORKER["memo"]), job.index)
+    elif job.kind == "difficulty":
+        difficulty_scores(ws, parse_scenario(job.scenario).kind, _WORKER["memo"])
     elif job.kind in ("shadow-original", "shadow-retrained") and job.indices:
         scenario = parse_scenario(job.scenario, data.num_classes) if job.scenario else None
         train_shadow_batch(ws, scenario, list(job.indices))

@@ -69,8 +69,9 @@ def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> lis
     plan = []
     for spec in specs:
         for scenario in scenarios:
-            kind = parse_scenario(scenario).kind
-            if not spec.supports(kind):
+            parsed = parse_scenario(scenario)
+            kind = parsed.kind
+            if not spec.supports(parsed.family):  # a method declares families: random or class forgetting
                 continue
             # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/protocol/hparams.py)
             overrides = options.overrides.get(spec.name, {})

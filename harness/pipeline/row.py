@@ -47,6 +47,7 @@ from harness.protocol.scoring import (
     HEADLINE_DESCRIPTIONS,
     HEADLINES,
     ORACLE_METHOD,
+    SCENARIO_KINDS,
     TOW_DESCRIPTION,
     TOW_TERMS,
     floor_gaps,
@@ -58,6 +59,7 @@ from harness.protocol.scoring import (
 from harness.protocol.splits import Split, parse_scenario, stable_seed
 from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache, cache_key
+from harness.training.difficulty import scenario_split
 from harness.training.loop import warm_up
 from harness.training.reference_models import TrainedModel, get_oracle, get_original
 from harness.training.workspace import InWorkspace, Workspace
@@ -76,7 +78,7 @@ class SeedContext(InWorkspace):
                  isolation: Isolation | None = None, results_root: Path | None = None):
         self.workspace, self.seed, self.memo = workspace, seed, memo
         self.isolation, self.results_root = isolation, results_root
-        self.split: Split = workspace.suite.split(workspace.data, scenario, seed)
+        self.split: Split = scenario_split(workspace, scenario, seed, memo)
         self._original: TrainedModel | None = None
         self._oracles: list[TrainedModel] | None = None
         self._oracle_metrics: list[dict[str, float]] | None = None
@@ -124,7 +126,7 @@ class SeedContext(InWorkspace):
         """A run of ``spec`` on ``original`` with positions of the suite's train pool, in this scenario."""
         scenario = self.split.scenario
         return MethodRun.select(spec, hparams, original, self.suite.model, self.data.train_x, self.data.train_y,
-                                forget, retain, num_classes=self.data.num_classes, scenario_kind=scenario.kind,
+                                forget, retain, num_classes=self.data.num_classes, scenario_kind=scenario.family,
                                 forget_class=scenario.forget_class, device=self.device,
                                 seed=stable_seed("unlearn", scenario.name, seed), augment=self.suite.unlearn_augment,
                                 original_key=original_key)
@@ -280,12 +282,12 @@ def metric_metadata(suite: Suite, kind: str) -> str:
                             "privacy": m.privacy, "axis": m.axis, "paper_comparable": m.paper_comparable}
     for name, terms in HEADLINES.items():
         meta[name] = {"direction": "lower", "unit": "%", "evaluator": "protocol", "terms": list(terms[kind]),
-                      "per_method": False, "reconstructed": False, "scenarios": ["random", "class"],
+                      "per_method": False, "reconstructed": False, "scenarios": list(SCENARIO_KINDS),
                       "description": HEADLINE_DESCRIPTIONS[name], "oracles": suite.oracles}
     if all(t in meta for t in TOW_TERMS):  # no "terms" key: readers take entries with terms for mean-gap headlines
         meta["tow"] = {"direction": "higher", "unit": "fraction", "evaluator": "protocol", "in_avg_gap": False,
                        "from": [f"gap_{t}" for t in TOW_TERMS], "per_method": False, "reconstructed": False,
-                       "scenarios": ["random", "class"], "description": TOW_DESCRIPTION, "oracles": suite.oracles}
+                       "scenarios": list(SCENARIO_KINDS), "description": TOW_DESCRIPTION, "oracles": suite.oracles}
     return json.dumps(meta, sort_keys=True)
 
 

@@ -86,7 +86,7 @@ TUNING_COLUMNS = ("tuning_budget", "tuning_trials", "tuned_on", "tuning_at_bound
 
 
 def _kinds() -> tuple[str, ...]:
-    from harness.protocol.methods import SCENARIO_KINDS
+    from harness.protocol.scoring import SCENARIO_KINDS  # every kind is tuned on its own (docs/scenarios.md)
 
     return SCENARIO_KINDS
 

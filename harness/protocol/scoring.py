@@ -20,13 +20,28 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+# Every scenario kind (harness/protocol/splits.py parses them; docs/scenarios.md defines them)
+SCENARIO_KINDS = ("random", "class", "memorised", "entangled", "subclass")
+
+
+def kind_family(kind: str) -> str:
+    """What a method is told and declares support for: 'class' (a label disappears) or 'random' (a set of
+    examples is forgotten: random, difficulty and sub-class kinds)."""
+    return "class" if kind == "class" else "random"
+
+
 ORACLE_METHOD = "retrain"  # the reference row served by the K oracles (harness/pipeline/references.py registers it)
 ACCURACY_TERMS = ("forget_acc", "retain_acc", "test_acc")
+_RANDOM_AVG = (*ACCURACY_TERMS, "salun_mia")
+_RFT = (*ACCURACY_TERMS, "rmia_ft_auc")
+# Difficulty kinds forget sets of examples, as random ones do: the same terms. Sub-class forgetting is scored as
+# class forgetting is: forget-class train vs test images (RMIA), since the forgotten fine class has test images.
 HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
-    "avg_gap": {"random": (*ACCURACY_TERMS, "salun_mia"), "class": (*ACCURACY_TERMS, "rmia_ft_auc")},
-    "avg_gap_rmia": {"random": (*ACCURACY_TERMS, "rmia_ft_auc"), "class": (*ACCURACY_TERMS, "rmia_ft_auc")},
+    "avg_gap": {"random": _RANDOM_AVG, "class": _RFT, "memorised": _RANDOM_AVG, "entangled": _RANDOM_AVG,
+                "subclass": _RFT},
+    "avg_gap_rmia": {kind: _RFT for kind in SCENARIO_KINDS},
     # The leaderboard's utility axis: the accuracy gaps alone (the privacy axis is judged attack by attack).
-    "utility_gap": {"random": ACCURACY_TERMS, "class": ACCURACY_TERMS},
+    "utility_gap": {kind: ACCURACY_TERMS for kind in SCENARIO_KINDS},
 }
 HEADLINE_DESCRIPTIONS = {
     "avg_gap": "mean gap to the oracles of forget, retain and test accuracy and a privacy term: SalUn's "

@@ -8,6 +8,13 @@ papers' protocol) or a class-stratified random half of it (``pool = "half"``). H
 trains on (:mod:`harness.training.shadow_bank`), so with ``half`` every task a method receives -- scored or audit -- has exactly
 the same retain and forget sizes and class counts (:func:`stratified_halves`), and nothing the method can observe
 tells the two apart (docs/reliability.md). The examples outside a pool are members of no model of that seed.
+
+**Scenario kinds** (docs/scenarios.md): ``random-P`` and ``class-K``; ``memorised-P-T`` and ``entangled-P-T``
+(P percent of the pool drawn from tier T = low / medium / high of a per-example difficulty score, which the
+caller passes in: :mod:`harness.training.difficulty` computes it from the shadow bank's originals); and
+``subclass-K`` (every example of fine class K, in a suite whose model predicts coarse groups of fine classes).
+A kind's *family* is what a method is told and declares support for: ``class`` for class forgetting, ``random``
+for every other kind (a set of examples is forgotten and no label disappears).
 """
 
 from __future__ import annotations
@@ -19,41 +26,76 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-_SCENARIO = re.compile(r"^(random)-(\d+(?:\.\d+)?)$|^(class)-(\d+)$")
+from harness.core.registry import did_you_mean
+from harness.protocol.scoring import SCENARIO_KINDS, kind_family
+
+_PERCENT = r"(\d+(?:\.\d+)?)"
+_SCENARIO = re.compile(rf"^(random)-{_PERCENT}$|^(class|subclass)-(\d+)$|^(memorised|entangled)-{_PERCENT}-(\w+)$")
+SCENARIO_FORMS = ("'random-P' (0<P<100) or 'class-K', or one of 'subclass-K', 'memorised-P-T', 'entangled-P-T' "
+                  "(T: low, medium, high)")
+DIFFICULTY_KINDS = ("memorised", "entangled")  # forget sets chosen by a per-example score (harness/training/difficulty.py)
+TIERS = ("low", "medium", "high")  # terciles of the pool's scores
+KINDS = SCENARIO_KINDS  # every scenario kind, in the order documents list them
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """What is forgotten: ``random-P`` (P percent of train) or ``class-K`` (every train sample of class K)."""
+    """What is forgotten: ``random-P`` (P percent of the pool), ``class-K`` (every sample of class K),
+    ``memorised-P-T`` / ``entangled-P-T`` (P percent drawn from difficulty tier T) or ``subclass-K`` (every
+    sample of fine class K while the model predicts its coarse group)."""
 
-    kind: str  # "random" | "class"
-    value: float  # percent for random, class index for class
+    kind: str  # one of KINDS
+    value: float  # percent for random and difficulty kinds, class index for class, fine class for subclass
+    tier: str = ""  # difficulty kinds: one of TIERS
 
     @property
     def name(self) -> str:
         if self.kind == "random":
             return f"random-{self.value:g}"
-        return f"class-{int(self.value)}"
+        if self.kind in DIFFICULTY_KINDS:
+            return f"{self.kind}-{self.value:g}-{self.tier}"
+        return f"{self.kind}-{int(self.value)}"
+
+    @property
+    def family(self) -> str:
+        """What a method is told and declares support for: 'class' (a label disappears) or 'random'."""
+        return kind_family(self.kind)
+
+    @property
+    def forgets_class(self) -> bool:
+        """A whole (fine) class is forgotten, and its test images are the forget set's test counterpart."""
+        return self.kind in ("class", "subclass")
 
     @property
     def forget_class(self) -> int | None:
         return int(self.value) if self.kind == "class" else None
 
+    @property
+    def forget_fine_class(self) -> int | None:
+        return int(self.value) if self.kind == "subclass" else None
+
 
 def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
-    """Parse ``random-10`` or ``class-3``; errors name the allowed forms."""
+    """Parse a scenario name (:data:`SCENARIO_FORMS`); errors name the allowed forms."""
     match = _SCENARIO.match(text.strip())
     if not match:
-        raise ValueError(f"unknown scenario {text!r}: expected 'random-P' (0<P<100) or 'class-K'")
-    if match.group(1):
-        percent = float(match.group(2))
+        raise ValueError(f"unknown scenario {text!r}: expected {SCENARIO_FORMS}")
+    if match.group(1) or match.group(5):
+        percent = float(match.group(2) or match.group(6))
         if not 0 < percent < 100:
             raise ValueError(f"scenario {text!r}: percent must be in (0, 100)")
-        return Scenario("random", percent)
+        if match.group(1):
+            return Scenario("random", percent)
+        tier = match.group(7)
+        if tier not in TIERS:
+            raise ValueError(f"scenario {text!r}: unknown tier {tier!r}{did_you_mean(tier, TIERS)}")
+        if percent > 100 / len(TIERS):
+            raise ValueError(f"scenario {text!r}: a tier is a third of the pool, so P must be at most 33.3")
+        return Scenario(match.group(5), percent, tier)
     cls = int(match.group(4))
-    if num_classes is not None and cls >= num_classes:
+    if match.group(3) == "class" and num_classes is not None and cls >= num_classes:
         raise ValueError(f"scenario {text!r}: class must be in 0..{num_classes - 1}")
-    return Scenario("class", float(cls))
+    return Scenario(match.group(3), float(cls))
 
 
 def stable_seed(*parts: object) -> int:
@@ -121,18 +163,48 @@ def original_pool(suite: str, pool: str, seed: int, train_y: torch.Tensor) -> to
     return torch.as_tensor(first, dtype=torch.int64)
 
 
+def difficulty_tier(members: np.ndarray, scores: np.ndarray, tier: str) -> np.ndarray:
+    """The members in tier ``tier`` of their scores: the low, medium or high third (ties broken by position,
+    so the tiers are a pure function of the scores)."""
+    order = members[np.lexsort((members, scores[members]))]  # ascending score, then position
+    thirds = np.array_split(order, len(TIERS))
+    return np.sort(thirds[TIERS.index(tier)])
+
+
 def make_split(suite: str, scenario: Scenario, seed: int, train_y: torch.Tensor, test_y: torch.Tensor,
-               pool: torch.Tensor | None = None) -> Split:
-    """Deterministic, disjoint forget/retain split of the original's ``pool`` (default: the whole train set)."""
+               pool: torch.Tensor | None = None, scores: np.ndarray | None = None,
+               fine: tuple[torch.Tensor, torch.Tensor] | None = None) -> Split:
+    """Deterministic, disjoint forget/retain split of the original's ``pool`` (default: the whole train set).
+
+    Difficulty kinds need ``scores`` (one per train position, higher = harder); ``subclass`` needs the fine
+    labels of the train and test sets (``fine``)."""
     n = len(train_y)
     members = np.arange(n) if pool is None else np.sort(np.asarray(pool, dtype=np.int64))
+    test_retain, test_forget = np.arange(len(test_y)), np.arange(0)
     if scenario.kind == "random":
         rng = np.random.default_rng(stable_seed(suite, scenario.name, seed))
         n_forget = max(1, int(round(len(members) * scenario.value / 100.0)))
         # the whole-set draw is kept as it was, so splits (and caches) of pool = "all" suites stay the same
         forget = np.sort(rng.permutation(n)[:n_forget] if pool is None else rng.choice(members, n_forget,
                                                                                         replace=False))
-        test_retain, test_forget = np.arange(len(test_y)), np.arange(0)
+    elif scenario.kind in DIFFICULTY_KINDS:
+        if scores is None or len(scores) != n:
+            raise ValueError(f"scenario {scenario.name}: needs a {scenario.kind} score for every train example")
+        tier = difficulty_tier(members, np.asarray(scores, dtype=np.float64), scenario.tier)
+        n_forget = max(1, round(len(members) * scenario.value / 100.0))
+        rng = np.random.default_rng(stable_seed(suite, scenario.name, seed))
+        forget = np.sort(rng.choice(tier, min(n_forget, len(tier)), replace=False))
+    elif scenario.kind == "subclass":
+        if fine is None:
+            raise ValueError(f"scenario {scenario.name}: the suite declares no [data] groups (sub-class "
+                             "forgetting needs fine classes inside coarse labels)")
+        cls = scenario.forget_fine_class
+        train_fine, test_fine = (np.asarray(f) for f in fine)
+        forget = members[train_fine[members] == cls]
+        if len(forget) == 0:
+            raise ValueError(f"scenario {scenario.name}: the train pool has no sample of fine class {cls}")
+        test_forget = np.flatnonzero(test_fine == cls)
+        test_retain = np.flatnonzero(test_fine != cls)
     else:
         cls = scenario.forget_class
         forget = members[train_y.numpy()[members] == cls]
@@ -157,6 +229,9 @@ def sample_forget_within(pool: np.ndarray, scenario: Scenario, train_y: torch.Te
     Random scenarios keep the same forget *fraction* of the pool; class scenarios take the class's samples
     in the pool. Used by shadow models, which train on random halves.
     """
+    if scenario.kind not in ("random", "class"):
+        raise ValueError(f"scenario {scenario.name}: shadow forget sets are defined for random and class "
+                         "scenarios only (the shadow-bank evaluators are hidden in the other kinds)")
     if scenario.kind == "class":
         return np.sort(pool[train_y.numpy()[pool] == scenario.forget_class])
     n_forget = max(1, int(round(len(pool) * scenario.value / 100.0)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
 import torch
 
@@ -33,7 +34,7 @@ from harness.protocol.splits import (
 SUITES_DIR = Path(__file__).parent.parent / "suites"
 HPARAMS_MARKER = "# ---- hparams file ----"
 _TOP_KEYS = {"name", "version", "description", "data", "model", "train", "run", "evaluate"}
-_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root", "pool"}
+_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root", "pool", "groups"}
 _RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment", "oracles",
              "max_time_ratio"}
 _AUGMENTS = ("none", "crop", "crop-flip")
@@ -53,6 +54,15 @@ class SuiteData:
     test_y: torch.Tensor
     num_classes: int
     fingerprint: str  # dataset fingerprint + subset indices
+    # With [data] groups: the dataset's own (fine) labels; train_y / test_y are then the groups' indices
+    train_fine: torch.Tensor | None = None
+    test_fine: torch.Tensor | None = None
+
+    @property
+    def strata(self) -> torch.Tensor:
+        """The labels pools and shadow halves are stratified by: the fine labels where the suite groups them
+        (so every half holds the same count of each fine class), else the labels."""
+        return self.train_y if self.train_fine is None else self.train_fine
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -79,6 +89,9 @@ class Suite:
     unlearn_augment: str = "none"
     oracles: int = 2  # K independently retrained oracles per (scenario, seed): the target and the noise floor
     pool: str = "all"  # what an original trains on: the whole train set, or a stratified half (harness/protocol/splits.py)
+    # [data] groups: fine classes grouped into the coarse labels every model of the suite predicts (sub-class
+    # forgetting, docs/scenarios.md); empty: the dataset's labels
+    groups: tuple[tuple[int, ...], ...] = ()
     # The compute budget: a method's CPU time over an oracle's training CPU time; None: no budget
     max_time_ratio: float | None = None
     # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/commands/quick.py), which are never ranked
@@ -100,22 +113,54 @@ class Suite:
         tr = stratified_subset(arrays.train_y, self.train_subset, self.subset_seed)
         te = stratified_subset(arrays.test_y, self.test_subset, self.subset_seed + 1)
         fp = f"{arrays.fingerprint}-{hash_indices(tr, te)}"
-        return SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
-                         arrays.num_classes, fp)
+        if not self.groups:
+            return SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
+                             arrays.num_classes, fp)
+        coarse = coarse_map(self.groups, arrays.num_classes, self.path or self.name)
+        groups_id = hashlib.sha256(repr(self.groups).encode()).hexdigest()[:8]
+        return SuiteData(arrays.train_x[tr], coarse[arrays.train_y[tr]], arrays.test_x[te], coarse[arrays.test_y[te]],
+                         len(self.groups), f"{fp}-groups{groups_id}", arrays.train_y[tr], arrays.test_y[te])
 
     def original_positions(self, data: SuiteData, seed: int) -> torch.Tensor:
         """The train positions the original of ``seed`` trains on (its pool)."""
-        return original_pool(self.name, self.pool, seed, data.train_y)
+        return original_pool(self.name, self.pool, seed, data.strata)
 
-    def split(self, data: SuiteData, scenario: Scenario | str, seed: int) -> Split:
-        """The forget/retain split of (scenario, seed) inside that seed's pool."""
+    def split(self, data: SuiteData, scenario: Scenario | str, seed: int, scores: np.ndarray | None = None) -> Split:
+        """The forget/retain split of (scenario, seed) inside that seed's pool; a difficulty scenario needs its
+        ``scores`` (:func:`harness.training.difficulty.scenario_split` passes them)."""
         scenario = parse_scenario(scenario, data.num_classes) if isinstance(scenario, str) else scenario
         pool = None if self.pool == "all" else self.original_positions(data, seed)
-        return make_split(self.name, scenario, seed, data.train_y, data.test_y, pool)
+        fine = None if data.train_fine is None else (data.train_fine, data.test_fine)
+        return make_split(self.name, scenario, seed, data.train_y, data.test_y, pool, scores, fine)
 
     @property
     def evaluators(self) -> tuple[str, ...]:
         return tuple(self.evaluate.get("evaluators", ("accuracy",)))
+
+
+def coarse_map(groups: tuple[tuple[int, ...], ...], num_classes: int, where: str) -> torch.Tensor:
+    """[num_classes] the group index of every fine class; the groups must cover every class exactly once."""
+    members = sorted(c for g in groups for c in g)
+    if members != list(range(num_classes)):
+        raise SuiteError(f"{where} [data]: groups must cover the dataset's classes 0..{num_classes - 1} exactly "
+                         f"once, got {[list(g) for g in groups]}")
+    out = torch.empty(num_classes, dtype=torch.int64)
+    for index, group in enumerate(groups):
+        out[list(group)] = index
+    return out
+
+
+def _groups(data: dict, where: str) -> tuple[tuple[int, ...], ...]:
+    """``[data] groups``: a list of non-empty lists of distinct class indices (checked against the dataset's
+    class count when the data loads)."""
+    raw = data.get("groups", [])
+    ok = isinstance(raw, list) and all(isinstance(g, list) and g and all(_is_int(c) and c >= 0 for c in g)
+                                       for g in raw)
+    flat = [c for g in raw for c in g] if ok else []
+    if not ok or len(flat) != len(set(flat)) or (raw and len(raw) < 2):
+        raise SuiteError(f"{where} [data]: groups must be a list of at least two disjoint, non-empty lists of "
+                         f"class indices, got {raw!r}")
+    return tuple(tuple(int(c) for c in g) for g in raw)
 
 
 def _require(table: dict, key: str, kind: type | tuple, where: str) -> Any:
@@ -170,11 +215,20 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
     run = _require(doc, "run", dict, path)
     _check_keys(run, _RUN_KEYS, f"{path} [run]")
     scenarios = tuple(_require(run, "scenarios", list, f"{path} [run]"))
+    groups = _groups(data, path)
     for s in scenarios:
         try:
-            parse_scenario(str(s))
+            parsed = parse_scenario(str(s))
         except ValueError as exc:
             raise SuiteError(f"{path} [run] scenarios: {exc}") from exc
+        if parsed.kind == "subclass":
+            group = next((g for g in groups if parsed.forget_fine_class in g), None)
+            if group is None:
+                raise SuiteError(f"{path} [run] scenarios: {s} needs [data] groups that contain fine class "
+                                 f"{parsed.forget_fine_class}")
+            if len(group) < 2:
+                raise SuiteError(f"{path} [run] scenarios: {s}: fine class {parsed.forget_fine_class} is a group "
+                                 "of its own, so forgetting it is class forgetting (use class-K)")
     seeds = tuple(_require(run, "seeds", list, f"{path} [run]"))
     if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise SuiteError(f"{path} [run]: seeds must be a non-empty list of distinct non-negative integers, "
@@ -220,7 +274,7 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         train_subset=data.get("train_subset"), test_subset=data.get("test_subset"),
         subset_seed=int(data.get("subset_seed", 0)), data_root=data.get("root"),
         methods=tuple(methods), timeout=float(timeout), memory_mb=int(memory_mb), unlearn_augment=str(augment),
-        oracles=int(oracles), pool=str(pool), max_time_ratio=None if budget is None else float(budget),
+        oracles=int(oracles), pool=str(pool), groups=groups, max_time_ratio=None if budget is None else float(budget),
         evaluate=dict(doc.get("evaluate", {})), hparams=hparams, path=path,
         definition=text + (f"\n{HPARAMS_MARKER}\n{hparams_text}" if hparams_text else ""),
     )

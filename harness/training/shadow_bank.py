@@ -167,7 +167,7 @@ class ShadowBank:
 
 def shadow_original(ws: Workspace, index: int) -> TrainedModel:
     """Shadow ``index``'s original (trained on its half)."""
-    half = shadow_halves(ws.data.train_y, shadow_count(ws.suite))[index]
+    half = shadow_halves(ws.data.strata, shadow_count(ws.suite))[index]
     return train_cached(ws, "shadow-original", torch.as_tensor(half, dtype=torch.long), shadow_seed(index))
 
 
@@ -182,7 +182,7 @@ def train_shadow_retrained(ws: Workspace, scenario: Scenario, index: int) -> Tra
     suite, data = ws.suite, ws.data
     n = shadow_count(suite)
     factor = audit_factor_of(suite)
-    half = shadow_halves(data.train_y, n)[index]
+    half = shadow_halves(data.strata, n)[index]
     forget = forget_within(half, scenario, data.train_y, index, audit_set(scenario, data.train_y, len(data.train_y),
                                                                            factor))
     return shadow_retrained(ws, half, forget, index)
@@ -193,7 +193,7 @@ def train_shadow_batch(ws: Workspace, scenario: Scenario | None, indices: list[i
     counterparts for ``scenario``, batched where :func:`shadow_batching` says so."""
     suite, data = ws.suite, ws.data
     n = shadow_count(suite)
-    halves = shadow_halves(data.train_y, n)
+    halves = shadow_halves(data.strata, n)
     if scenario is None:
         sets = [halves[i] for i in indices]
         role = "shadow-original"
@@ -207,7 +207,7 @@ def train_shadow_batch(ws: Workspace, scenario: Scenario | None, indices: list[i
 
 def shadow_batching(suite: Suite, data: SuiteData, device: torch.device) -> bool:
     """Whether the bank's models train batched on ``device`` (the measured rule of :mod:`harness.training.batched`)."""
-    halves = shadow_halves(data.train_y, 2)
+    halves = shadow_halves(data.strata, 2)
     models = [build_model(suite.model, data.input_shape, data.num_classes, seed=shadow_seed(i)) for i in range(2)]
     datasets = [(data.train_x[h], data.train_y[h]) for h in halves]
     return choose_mode(models, datasets, suite.recipe, device) == "batched"
@@ -229,7 +229,7 @@ def shadow_originals(ws: Workspace, n: int, memo: dict | None = None) -> list[tu
     if memo is not None and memo_key in memo:
         return memo[memo_key]
     out = []
-    for i, half in enumerate(shadow_halves(data.train_y, n)):
+    for i, half in enumerate(shadow_halves(data.strata, n)):
         positions = torch.as_tensor(half, dtype=torch.long)
         out.append((half, train_cached(ws, "shadow-original", positions, shadow_seed(i))))
     if memo is not None:

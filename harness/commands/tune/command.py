@@ -30,6 +30,7 @@ from harness.pipeline.options import Options
 from harness.pipeline.plan import select_methods
 from harness.protocol.datasets import load_dataset
 from harness.protocol.methods import MethodSpec, PluginError
+from harness.protocol.scoring import SCENARIO_KINDS, kind_family
 from harness.protocol.splits import parse_scenario
 from harness.protocol.suite import Suite, load_suite, split_definition, suite_path
 
@@ -88,7 +89,7 @@ def run_tune(request: TuneRequest, report: Callable[[str], None] = print) -> lis
         raise PluginError("; ".join(f.error for f in failures))
     specs = tunable_methods(suite, request.methods, plugin_names)
     validation = build_validation_suite(suite, request)
-    suite_kinds = [k for k in ("random", "class") if any(parse_scenario(s).kind == k for s in suite.scenarios)]
+    suite_kinds = [k for k in SCENARIO_KINDS if any(parse_scenario(s).kind == k for s in suite.scenarios)]
     bad = [k for k in request.kinds if k not in suite_kinds]
     if bad:
         raise ValueError(f"--kinds {bad[0]!r}: suite {suite.name} has scenario kinds {', '.join(suite_kinds)}")
@@ -100,7 +101,7 @@ def run_tune(request: TuneRequest, report: Callable[[str], None] = print) -> lis
     results: list[TuneResult] = []
     start = time.perf_counter()
     for spec in specs:
-        for kind in [k for k in kinds if spec.supports(k)]:
+        for kind in [k for k in kinds if spec.supports(kind_family(k))]:
             results.append(tune(spec, validation, kind, request.budget, options, request.sampler_seed,
                                 progress=lambda r, t: report(_trial_line(r, t))))
             report(_result_line(results[-1]))

@@ -8,7 +8,10 @@ three substitutions:
 * **class scenarios**: each forget class becomes the next ``classes`` classes the suite does not forget
   (class-0 -> class-1 and class-2 on fmnist-quick), because a class split does not depend on the seed; more
   than one, so that a setting is not chosen for one class's geometry (one validation class picked settings
-  for gradient ascent that collapsed on the scored class);
+  for gradient ascent that collapsed on the scored class); **sub-class scenarios** likewise, with the next
+  fine classes (cyclically) that share a coarse group with others and that the suite does not forget;
+  difficulty scenarios (``memorised-P-T``, ``entangled-P-T``) stay as they are: their forget sets are seeded
+  draws from a tier, and the tiers come from the validation suite's own shadow originals;
 * **the test set**: class-balanced *train* images outside the suite's train subset, as many as the suite's
   test subset. A suite that trains on the whole train split has no such images: its validation test set is
   carved out of its train pool (and that pool shrinks accordingly). The test split itself is never read.
@@ -25,9 +28,9 @@ import torch
 
 from harness.evaluate import get_evaluator
 from harness.protocol.datasets import load_dataset, stratified_subset
-from harness.protocol.scoring import HEADLINES
+from harness.protocol.scoring import HEADLINES, SCENARIO_KINDS
 from harness.protocol.splits import Scenario, hash_indices, parse_scenario
-from harness.protocol.suite import Suite, SuiteData
+from harness.protocol.suite import Suite, SuiteData, coarse_map
 
 DEFAULT_FIRST_SEED = 1000
 DEFAULT_CLASSES = 2  # validation forget classes per scored class scenario
@@ -78,8 +81,12 @@ def validation_data(suite: ValidationSuite, root: str | None) -> SuiteData:
         keep[chosen] = False
         picked, pool = used[chosen], used[keep]
     fingerprint = f"{arrays.fingerprint}-validation-{hash_indices(pool, picked)}"
-    return SuiteData(arrays.train_x[pool], labels[pool], arrays.train_x[picked], labels[picked],
-                     arrays.num_classes, fingerprint)
+    if not suite.groups:
+        return SuiteData(arrays.train_x[pool], labels[pool], arrays.train_x[picked], labels[picked],
+                         arrays.num_classes, fingerprint)
+    coarse = coarse_map(suite.groups, arrays.num_classes, suite.source)
+    return SuiteData(arrays.train_x[pool], coarse[labels[pool]], arrays.train_x[picked], coarse[labels[picked]],
+                     len(suite.groups), f"{fingerprint}-groups{hash_indices(coarse)}", labels[pool], labels[picked])
 
 
 def validation_seeds(suite: Suite, count: int, first: int = DEFAULT_FIRST_SEED) -> list[int]:
@@ -93,17 +100,19 @@ def validation_seeds(suite: Suite, count: int, first: int = DEFAULT_FIRST_SEED) 
     return seeds
 
 
-def validation_scenarios(scenario: Scenario, taken: set[int], num_classes: int, classes: int) -> list[Scenario]:
-    """The scenarios tuned in place of ``scenario``: a random one as it is; a class scenario replaced by the
-    next ``classes`` classes (cyclically) not in ``taken`` (which the caller extends)."""
-    if scenario.kind != "class":
+def validation_scenarios(scenario: Scenario, taken: set[int], num_classes: int, classes: int,
+                         eligible: set[int] | None = None) -> list[Scenario]:
+    """The scenarios tuned in place of ``scenario``: a random or difficulty one as it is; a class (sub-class)
+    scenario replaced by the next ``classes`` (fine) classes (cyclically) not in ``taken`` (which the caller
+    extends) and, where given, in ``eligible``."""
+    if not scenario.forgets_class:
         return [scenario]
     picked: list[Scenario] = []
     for step in range(1, num_classes):
         candidate = (int(scenario.value) + step) % num_classes
-        if candidate not in taken:
+        if candidate not in taken and (eligible is None or candidate in eligible):
             taken.add(candidate)
-            picked.append(Scenario("class", float(candidate)))
+            picked.append(Scenario(scenario.kind, float(candidate)))
             if len(picked) == classes:
                 return picked
     if picked:
@@ -117,7 +126,7 @@ def headline_evaluators(suite: Suite) -> list[str]:
     keep = []
     for name in suite.evaluators:
         evaluator = get_evaluator(name)
-        if any(m.name in terms for kind in ("random", "class") for m in evaluator.metrics_for(kind)):
+        if any(m.name in terms for kind in SCENARIO_KINDS for m in evaluator.metrics_for(kind)):
             keep.append(name)
     return keep
 
@@ -134,7 +143,12 @@ def make_validation_suite(suite: Suite, seeds: list[int], num_classes: int, test
         raise ValueError(f"at least one validation class per class scenario is needed, got {classes}")
     parsed = [parse_scenario(s, num_classes) for s in suite.scenarios]
     taken = {int(s.value) for s in parsed if s.kind == "class"}
-    scenarios = tuple(v.name for s in parsed for v in validation_scenarios(s, taken, num_classes, classes))
+    taken_fine = {int(s.value) for s in parsed if s.kind == "subclass"}
+    # a fine class can be forgotten as a sub-class only inside a group with others
+    shared = {c for g in suite.groups if len(g) > 1 for c in g}
+    scenarios = tuple(v.name for s in parsed for v in (
+        validation_scenarios(s, taken_fine, num_classes, classes, shared) if s.kind == "subclass"
+        else validation_scenarios(s, taken, len(suite.groups) or num_classes, classes)))
     size = holdout_size(suite, test_count)
     pool = suite.train_subset or train_count
     carved = suite.train_subset is None or train_count - pool < size
