@@ -10,6 +10,9 @@ cannot.
 Determinism: torch's CPU results depend on the intra-op thread count, so every worker, in every mode, uses
 the same fixed count (``RunOptions.threads``, 1 by default) and a pool or Ray run writes the same rows
 (metrics to the last digit) as the in-process run.
+
+Why one module: the three executors share one small interface (``submit`` / ``wait`` / ``close``) that
+``schedule_jobs`` and ``dispatch_plan`` drive; each is short, and the contract is easiest to check side by side.
 """
 
 from __future__ import annotations
