@@ -10,6 +10,7 @@ import pytest
 from harness.evaluate import EVALUATORS
 from harness.evaluate.base import NEEDS, check_evaluation
 from harness.pipeline.plan import RunOptions, plan_runs, select_methods
+from harness.protocol.scoring import SCENARIO_KINDS
 from harness.protocol.suite import SuiteError, load_suite, parse_definition, suite_files
 
 SUITES = sorted(suite_files())
@@ -36,7 +37,7 @@ def test_every_evaluator_declares_its_metrics_needs_and_options(name):
     assert scored or not evaluator.scores, f"{name} scores nothing and is not registered as a check"
     assert evaluator.scores or not scored, f"{name} is a check but scores {scored[0].name}"
     for metric in evaluator.metrics:
-        assert metric.description and set(metric.scenarios) <= {"random", "class"} and metric.scenarios
+        assert metric.description and set(metric.scenarios) <= set(SCENARIO_KINDS) and metric.scenarios
         assert metric.direction in ("match-oracle", "higher", "lower", "info")
     for kind in evaluator.scenarios:
         assert evaluator.metrics_for(kind), f"{name} runs on {kind} scenarios but has no metric there"

@@ -52,7 +52,7 @@ def build_stats_results(base: Path, cache_dir: Path) -> Path:
     done = results / ".complete"
     if not done.is_file():
         common = ["--suite", str(SUITE_FILE), "--results", str(results), "--cache-dir", str(cache_dir),
-                  "--no-progress", "--no-isolation"]
+                  "--no-progress", "--no-isolation", "--no-references"]
         run_cli("run", *common, "--plugin", str(PLUGIN), "--methods",
                 "retrain,original,finetune,random-label,stats-noop,stats-retrain", "--set", "finetune.epochs=2")
         run_cli("run", *common, "--methods", "finetune", "--seeds", "0", "--set", "finetune.epochs=1")

@@ -33,7 +33,7 @@ def _run(tmp: Path, results: Path, cache: Path, *args: str, pythonpath: Path | N
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     cmd = [str(CLI), "run", "--suite", SUITE, "--seeds", "0", "--results", str(results), "--cache-dir", str(cache),
-           "--no-progress", *args]
+           "--no-progress", "--no-references", *args]
     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

@@ -29,7 +29,7 @@ METHODS = "finetune,original,retrain"
 SMOKE = (ROOT / "harness" / "suites" / "digits-smoke.toml").read_text()
 FAST_SUITE = Path(tempfile.mkdtemp(prefix="unlearn-bench-reliability-")) / "digits-smoke-fast.toml"
 FAST_SUITE.write_text(re.sub(r"(?ms)^\[evaluate\].*", '[evaluate]\nevaluators = ["accuracy"]\n', SMOKE))
-BASE = ["run", "--suite", str(FAST_SUITE), "--seeds", "0", "--no-progress"]
+BASE = ["run", "--suite", str(FAST_SUITE), "--seeds", "0", "--no-progress", "--no-references"]
 FT = ["--set", "finetune.epochs=2"]
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def test_hostile_plugins_become_rows_and_the_rest_survive(tmp_path, warm_cache):
     text = FAST_SUITE.read_text()
     suite.write_text(text.replace("timeout = 120", "timeout = 120\nmemory_mb = 1024"))
     cmd = [*CLI, "run", "--suite", str(suite), "--seeds", "0", "--scenarios", "random-10", "--no-progress",
-           "--set", "finetune.epochs=2", "--timeout", "20", "--methods", "finetune,original", *plugins,
+           "--no-references", "--set", "finetune.epochs=2", "--timeout", "20", "--methods", "finetune,original", *plugins,
            "--results", str(tmp_path / "results"), "--cache-dir", str(warm_cache)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -61,7 +61,7 @@ def bwrap_required():
 
 def cli(cwd: Path, results: Path, cache: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [*CLI, "run", "--suite", str(FAST_SUITE), "--seeds", "0", "--scenarios", "random-10", "--no-progress",
-           "--results", str(results), "--cache-dir", str(cache), *args]
+           "--no-references", "--results", str(results), "--cache-dir", str(cache), *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False, env=full_env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -201,6 +201,7 @@ def test_without_bubblewrap_the_rows_say_so(tmp_path, warm):
     assert "method runs are NOT sandboxed" in done.stderr and "bwrap is not installed" in done.stderr
     assert {r["sandbox"] for r in rows_by_method(results).values()} == {"none"}
     cmd = [*CLI, "run", "--suite", str(FAST_SUITE), "--seeds", "0", "--methods", "finetune", "--no-progress",
+           "--no-references",
            "--results", str(tmp_path / "r2"), "--cache-dir", str(warm)]
     refused = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
                              env={**os.environ, "PATH": str(tmp_path), "UNLEARN_BENCH_SANDBOX": "bwrap"})

@@ -88,7 +88,7 @@ def test_bad_flags_are_usage_errors(tmp_path, capsys, args, message):
     (["--suite", "digits-smok"], "unknown suite 'digits-smok'; did you mean 'digits-smoke'"),
 ])
 def test_bad_selections_fail_before_any_training(tmp_path, capsys, args, message):
-    argv = ["run", "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), *args]
+    argv = ["run", "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--no-references", *args]
     if "--suite" not in args:
         argv += ["--suite", "digits-smoke"]
     assert main(argv) == 2
@@ -127,7 +127,7 @@ def test_a_plugin_file_that_fails_to_import_becomes_a_failed_row(tmp_path):
     bad.write_text("import not_a_real_module_xyz\n")
     suite = tmp_path / "fast.toml"  # accuracy only: this test is about the row, not the metrics
     suite.write_text(SMOKE.split("[evaluate]")[0] + '[evaluate]\nevaluators = ["accuracy"]\n')
-    code = main(["run", "--suite", str(suite), "--methods", "original", "--seeds", "0", "--scenarios",
+    code = main(["run", "--suite", str(suite), "--methods", "original", "--no-references", "--seeds", "0", "--scenarios",
                  "random-10", "--plugin", str(bad), "--results", str(tmp_path / "r"), "--cache-dir",
                  str(tmp_path / "c"), "--no-progress", "--no-isolation"])
     assert code == 0

@@ -200,7 +200,7 @@ def test_verify_cli_reports_the_genuine_row_as_match_and_the_edited_row_as_misma
     the folder: one match, one mismatch naming the edited metric, exit status 1, records for the leaderboard."""
     results, cache = tmp_path / "results", tmp_path / "cache"
     run = [sys.executable, "-m", "harness.commands.cli", "run", "--suite", "digits-smoke", "--seeds", "0",
-           "--scenarios", "random-10", "--methods", "original,finetune", "--set", "finetune.epochs=1",
+           "--scenarios", "random-10", "--methods", "original,finetune", "--no-references", "--set", "finetune.epochs=1",
            "--results", str(results), "--cache-dir", str(cache), "--no-progress"]
     proc = subprocess.run(run, check=False, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr
