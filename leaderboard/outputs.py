@@ -96,19 +96,19 @@ def render_texts(request: Request) -> dict[str, str]:
     texts: dict[str, str] = {}
     for board in boards:
         texts[f"md:{board.suite}"] = render_markdown(board)
-        texts[f"latex:{board.suite}"] = _paper(render_latex, [board])
-        texts[f"csv:{board.suite}"] = _paper(render_csv, [board])
+        texts[f"latex:{board.suite}"] = _two_axes_text(render_latex, [board])
+        texts[f"csv:{board.suite}"] = _two_axes_text(render_csv, [board])
     with export_figures(request.figures):
         texts["html"] = render_html(boards)
     texts["summary"] = summary(boards, output_paths(request.out, [b.suite for b in boards]))
-    texts["json"] = _paper(to_json, boards)
+    texts["json"] = _two_axes_text(to_json, boards)
     texts["markdown"] = "\n".join(texts[f"md:{b.suite}"] for b in boards)
-    texts["latex"] = _paper(render_latex, boards)
-    texts["csv"] = _paper(render_csv, boards)
+    texts["latex"] = _two_axes_text(render_latex, boards)
+    texts["csv"] = _two_axes_text(render_csv, boards)
     return texts
 
 
-def _paper(render, boards) -> str:
+def _two_axes_text(render, boards) -> str:
     """A machine-readable output (LaTeX, CSV, JSON), or a one-line note where the boards were ranked without the
     two-axes table it reads (``--rank-by avg_gap``, ``--sort``): every text is rendered up front for the cache,
     and these are defined on the two-axes verdicts only."""
