@@ -21,7 +21,7 @@ from harness.evaluate import EVALUATORS, EvalContext, get_evaluator
 from harness.evaluate import relearn as relearn_module
 from harness.evaluate.base import check_evaluation
 from harness.evaluate.relearn import relearn_subsets, steps_to_reach
-from harness.evaluate.representation import linear_cka, penultimate_features, probe_sets, unbiased_hsic
+from harness.evaluate.representation import linear_cka, penultimate_features, probe_folds, unbiased_hsic
 from harness.protocol.architectures import build_model, feature_head, register_model
 from harness.protocol.suite import load_suite
 from harness.training.cache import ArtifactCache
@@ -214,8 +214,11 @@ def test_the_probe_reads_the_forget_class_from_the_originals_features_better_tha
     suppressed = class_world.evaluate("representation", class_world.suppressed)
     assert original["probe_forget_acc"] > oracle["probe_forget_acc"] + 5
     assert suppressed["probe_forget_acc"] == original["probe_forget_acc"]  # the head is not what it reads
-    fit, scored = probe_sets(class_world.split, 500)
-    assert not set(fit.tolist()) & set(scored.tolist())  # scored on forget images the probe never fitted
+    folds = probe_folds(class_world.split, 500)
+    for fit, scored in folds:
+        assert not set(fit.tolist()) & set(scored.tolist())  # scored on forget images the probe never fitted
+    scored = sorted(i for _, fold in folds for i in fold.tolist())
+    assert scored == sorted(class_world.split.forget.tolist())  # every forget image, once
 
 
 def test_representation_is_deterministic(class_world):

@@ -14,11 +14,12 @@ the evaluated model with plain SGD for ``steps`` steps and reports, on the *held
 The oracles go through the same procedure (the runner evaluates every oracle with every evaluator), so the gaps
 ``gap_relearn_*`` compare with what retraining gives under the same budget.
 
-Fine-tuning data (``data``): ``"forget"`` (the default) fine-tunes on a small labelled subset of the forget set,
-as relearning attacks do (Golatkar et al. 2020's relearn time fine-tunes on the forget data; ForgetGate's prompt
-and the relearning attacks on unlearned language models are trained on forget-set examples): it asks what an
-adversary holding a few forgotten examples can recover. ``"retain"`` fine-tunes on a retain subset of the same
-size instead: does ordinary further training on remaining data bring the forget set back?
+Fine-tuning data (``data``): ``"forget"`` (the default) fine-tunes on a small labelled subset of the forget
+set, mixed with as many retain images (see :func:`relearn_subsets`), as relearning attacks do (Golatkar et al.
+2020's relearn time fine-tunes on the forget data; ForgetGate's prompt and the relearning attacks on unlearned
+language models are trained on forget-set examples): it asks what an adversary holding a few forgotten examples
+can recover. ``"retain"`` fine-tunes on retain images only (the same number in all): does ordinary further
+training on remaining data bring the forget set back?
 
 Deterministic per (scenario, seed): the subset, the held-out part and the batch order come from generators
 seeded by the scenario and seed alone, so every method and every oracle of a (scenario, seed) is fine-tuned on

@@ -11,8 +11,8 @@ representation (the input of the head each architecture declares, harness/protoc
   (each oracle against the others) is the target: retrains from different initialisations are not identical.
 * ``probe_forget_acc``: a linear probe (scikit-learn's multinomial logistic regression on standardised
   frozen features) fitted on a fixed retain subset plus half of the forget set, with their labels, and scored
-  on the other half of the forget set (%): how much of the forget labels a linear read-out recovers from the
-  features. After class forgetting a retrain's features still carry some of the class (it is visually close
+  on the other half, and the same with the halves swapped (%, over every forget image): how much of the forget
+  labels a linear read-out recovers from the features. After class forgetting a retrain's features still carry some of the class (it is visually close
   to others), so the oracles' probe accuracy, not 0, is the target.
 
 Every subset (the CKA caps, the probe's fit and scored halves) comes from a generator seeded by the scenario and
@@ -91,23 +91,36 @@ def _seeded_subset(positions: torch.Tensor, size: int, *seed_parts: object) -> t
     return positions[torch.as_tensor(np.sort(rng.permutation(len(positions))[:size]))]
 
 
-def probe_sets(split: Split, probe_retain: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fit positions, scored positions): a seeded retain subset plus half of the forget set, and the other half."""
+def probe_folds(split: Split, probe_retain: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Two (fit positions, scored positions) folds: the forget set is cut in two seeded halves; each fold fits on
+    a seeded retain subset plus one half and scores the other, so every forget image is scored once, by a probe
+    that never saw it."""
     rng = np.random.default_rng(stable_seed("probe", split.scenario.name, split.seed) % 2**32)
     forget = split.forget[torch.as_tensor(rng.permutation(len(split.forget)))]
-    half = len(forget) // 2
+    halves = forget[: len(forget) // 2], forget[len(forget) // 2:]
     retain = _seeded_subset(split.retain, probe_retain, "probe-retain", split.scenario.name, split.seed)
-    return torch.cat([retain, forget[:half]]), forget[half:]
+    return [(torch.cat([retain, halves[0]]), halves[1]), (torch.cat([retain, halves[1]]), halves[0])]
 
 
-def probe_accuracy(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray, score_y: np.ndarray, C: float = 1.0,
-                   max_iter: int = 2000) -> float:
-    """Accuracy (%) on ``score_*`` of a logistic-regression probe fitted on standardised ``fit_*`` features."""
-    if len(score_y) == 0 or len(np.unique(fit_y)) < 2:
-        return math.nan
+def probe_correct(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray, score_y: np.ndarray, C: float = 1.0,
+                  max_iter: int = 2000) -> np.ndarray:
+    """Per scored example, whether a logistic-regression probe fitted on standardised ``fit_*`` features gets
+    its label right."""
+    if len(score_y) == 0:
+        return np.zeros(0, bool)
     scaler = StandardScaler().fit(fit_x)
     probe = LogisticRegression(C=C, max_iter=max_iter).fit(scaler.transform(fit_x), fit_y)
-    return float(100.0 * (probe.predict(scaler.transform(score_x)) == score_y).mean())
+    return probe.predict(scaler.transform(score_x)) == score_y
+
+
+def probe_accuracy(model: nn.Module, head: str, x: torch.Tensor, y: torch.Tensor,
+                   folds: list[tuple[torch.Tensor, torch.Tensor]], C: float = 1.0, max_iter: int = 2000) -> float:
+    """Cross-fitted probe accuracy (%) over every scored position of ``folds``; NaN without any."""
+    correct = [probe_correct(penultimate_features(model, head, x[fit]), y[fit].numpy(),
+                             penultimate_features(model, head, x[scored]), y[scored].numpy(), C, max_iter)
+               for fit, scored in folds if len(scored) and len(np.unique(y[fit].numpy())) > 1]
+    hits = np.concatenate(correct) if correct else np.zeros(0, bool)
+    return float(100.0 * hits.mean()) if len(hits) else math.nan
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -127,7 +140,7 @@ def check_options(options: dict[str, Any]) -> None:
     MetricInfo("cka_test", "debiased linear CKA of the penultimate features with the oracles' on the test set",
                unit="fraction"),
     MetricInfo("probe_forget_acc", "accuracy of a linear probe on frozen penultimate features, fitted on a retain "
-               "subset and half the forget set, scored on the other half (%); above the oracles' = the features "
+               "subset and half the forget set, scored on the other half, both ways (%); above the oracles' = the features "
                "still separate the forget set", privacy=True, axis="privacy"),
 ])
 def evaluate_representation(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
@@ -151,8 +164,7 @@ def _representation(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         mine = features(model, x)
         values = [linear_cka(mine, features(oracle, x)) for oracle in ctx.oracles]
         out[metric] = float(np.mean(values)) if values else math.nan
-    fit, scored = probe_sets(split, int(opts["probe_retain"]))
-    out["probe_forget_acc"] = probe_accuracy(features(model, data.train_x[fit]), data.train_y[fit].numpy(),
-                                             features(model, data.train_x[scored]), data.train_y[scored].numpy(),
-                                             float(opts["probe_C"]), int(opts["probe_max_iter"]))
+    out["probe_forget_acc"] = probe_accuracy(model, head, data.train_x, data.train_y,
+                                             probe_folds(split, int(opts["probe_retain"])), float(opts["probe_C"]),
+                                             int(opts["probe_max_iter"]))
     return out
