@@ -36,7 +36,8 @@ from leaderboard.verdicts import NOT_TESTED, RawTest, raw_seed_test, raw_shadow_
 
 # Rows written before metric_meta named an axis: the one metric per attack that the harness declares now.
 FALLBACK = ("ulira_acc", "rmia_ft_auc", "salun_mia", "mia_nn", "klom_forget_p50")
-LABELS = {"ulira": "U-LiRA", "rmia": "RMIA", "salun_mia": "SalUn MIA", "mia_nn": "MIA-NN", "klom": "KLoM"}
+LABELS = {"ulira": "U-LiRA", "rmia": "RMIA", "salun_mia": "SalUn MIA", "mia_nn": "MIA-NN", "klom": "KLoM",
+          "relearn": "Relearn", "representation": "Linear probe"}
 DRAWS = "draws"  # stored bootstrap draws: <evaluator>-draws-<scenario>-<method>-<config>.parquet
 PAIRED_DRAW = "paired draw"
 

@@ -13,6 +13,8 @@ from harness.evaluate import (  # noqa: F401  (privacy evaluators; kodge_mia, un
     klom,
     kodge_mia,
     mia_nn,
+    relearn,
+    representation,
     rmia,
     salun_mia,
     ulira,

@@ -1,5 +1,11 @@
 """Model architectures by name: small nets for tests and quick suites, ResNet-18 (CIFAR stem) and ViT-Tiny for
-papers. A plugin adds one with ``@register_model(name)``."""
+papers. A plugin adds one with ``@register_model(name, head=...)``.
+
+Every built-in model declares its *head*: the name (as ``named_modules`` spells it) of the final linear layer
+whose input is the model's penultimate representation, the features the ``representation`` evaluator compares
+(harness/evaluate/representation.py). It is declared per architecture, never guessed from the module tree: a
+"last Linear" heuristic would pick the wrong layer in a model whose classifier is not the last module listed.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,32 @@ from harness.core.registry import Registry
 
 ModelBuilder = Callable[[tuple[int, int, int], int], nn.Module]
 MODELS: Registry[ModelBuilder] = Registry("model")
+# model name -> its head module's name; the head's input is the penultimate representation
+FEATURE_HEADS: dict[str, str] = {}
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """``@register_model(name)``: a builder ``(input_shape, num_classes) -> nn.Module`` under ``name``."""
-    return MODELS.decorator(name)
+def register_model(name: str, head: str | None = None) -> Callable[[ModelBuilder], ModelBuilder]:
+    """``@register_model(name, head=...)``: a builder ``(input_shape, num_classes) -> nn.Module`` under ``name``;
+    ``head`` names the classifier module whose input is the penultimate representation (None: the model has no
+    declared feature layer, and the representation evaluator refuses it)."""
+    register = MODELS.decorator(name)
+
+    def decorate(builder: ModelBuilder) -> ModelBuilder:
+        register(builder)
+        if head is not None:
+            FEATURE_HEADS[name] = head
+        return builder
+
+    return decorate
+
+
+def feature_head(name: str) -> str:
+    """The declared head module of model ``name``: its input is the penultimate representation."""
+    MODELS[name]  # an unknown model: "unknown model ...; did you mean"
+    if name not in FEATURE_HEADS:
+        raise ValueError(f"model {name!r} declares no feature layer: register it with "
+                         f"@register_model({name!r}, head='<name of its classifier module>')")
+    return FEATURE_HEADS[name]
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, seed: int | None = None) -> nn.Module:
@@ -29,7 +56,7 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, 
         return builder(tuple(input_shape), num_classes)
 
 
-@register_model("mlp")
+@register_model("mlp", head="5")  # Flatten, Linear, ReLU, Linear, ReLU, [5] Linear
 def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256) -> nn.Module:
     c, h, w = input_shape
     return nn.Sequential(
@@ -38,14 +65,14 @@ def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256) 
     )
 
 
-@register_model("mlp-128")
+@register_model("mlp-128", head="5")
 def mlp_128(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """The MLP at half width, fmnist-quick's model: half the compute of 256 units on a CPU, and the same
     original-oracle forget-accuracy gap on that suite (docs/scale.md)."""
     return mlp(input_shape, num_classes, hidden=128)
 
 
-@register_model("cnn-small")
+@register_model("cnn-small", head="9")  # conv, relu, pool (x2), flatten, Linear, ReLU, [9] Linear
 def cnn_small(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """Two conv blocks and a linear head; works for 8x8, 28x28 and 32x32 inputs."""
     c, h, w = input_shape
@@ -60,7 +87,7 @@ def cnn_small(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@register_model("resnet18-cifar")
+@register_model("resnet18-cifar", head="fc")  # input: the 512 globally pooled features
 def resnet18_cifar(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """torchvision ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool), as unlearning papers use."""
     import torchvision
@@ -71,7 +98,7 @@ def resnet18_cifar(input_shape: tuple[int, int, int], num_classes: int) -> nn.Mo
     return model
 
 
-@register_model("vit-tiny")
+@register_model("vit-tiny", head="head")  # input: the normed class token (timm forward_head)
 def vit_tiny(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """timm ViT-Tiny (192 wide, 12 blocks) with 4x4 patches, sized for 32x32 inputs."""
     from timm.models.vision_transformer import VisionTransformer
