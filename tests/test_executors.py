@@ -206,3 +206,37 @@ def test_each_pool_worker_gets_its_own_index(tmp_path):
         executor.close()
     assert sorted(index for index, _ in seen.values()) == list(range(1, len(seen) + 1)) and len(seen) == 1
     assert {device for _, device in seen.values()} == {"cpu"}
+
+
+def _worker_fingerprint() -> str:
+    from harness.pipeline import executors
+    from harness.pipeline.graph import worker_data
+
+    return worker_data(executors._POOL_ENV).fingerprint
+
+
+def test_spawned_workers_read_the_drivers_copy_of_the_data_and_it_goes_at_close(tmp_path):
+    """A spawned worker takes the driver's decoded data from the run's own file instead of the dataset files;
+    the file is gone once the pool is closed."""
+    suite = load_suite("digits-smoke")
+    data = dataclasses.replace(suite.load_data(), fingerprint="the-drivers-copy")  # the files would give another
+    executor = PoolExecutor(job_env(suite, RunOptions(device="cpu"), tmp_path), 2)
+    try:
+        executor.share_data(data)
+        assert executor.pool.submit(_worker_fingerprint).result() == "the-drivers-copy"
+        folder = Path(executor.env.data_file).parent
+        assert folder.is_dir()
+    finally:
+        executor.close()
+    assert not folder.exists()
+
+
+def test_an_unreadable_copy_of_the_data_falls_back_to_the_dataset_files(tmp_path, monkeypatch):
+    from harness.pipeline import graph
+
+    suite = load_suite("digits-smoke")
+    broken = tmp_path / "suite-data.pt"
+    broken.write_bytes(b"not a torch file")
+    monkeypatch.setitem(graph._WORKER, "data", {})
+    env = dataclasses.replace(job_env(suite, RunOptions(device="cpu"), tmp_path), data_file=str(broken))
+    assert graph.worker_data(env).fingerprint == suite.load_data().fingerprint

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from harness.commands.cli import main
 from harness.core.results import read_results
@@ -295,3 +297,27 @@ def test_cli_writes_both_evaluators_with_gaps_to_the_oracles(tmp_path):
     assert meta["relearn_forget_acc"]["axis"] == "privacy" and meta["cka_forget"]["axis"] == ""
     assert set(json.loads(frame.loc["finetune", "evaluator_seconds"])) >= {"relearn", "representation"}
     assert not math.isnan(frame.loc["finetune", "gap_probe_forget_acc"])
+
+
+def test_the_relearn_step_is_torchs_sgd_with_momentum():
+    """relearn's functional step (no torch._dynamo import) makes exactly torch.optim.SGD's updates, momentum kept
+    across steps."""
+    from harness.evaluate.relearn import sgd_step
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(40, 1, 4, 4), torch.randint(0, 3, (40,))
+    by_class, by_step = copy.deepcopy(model), copy.deepcopy(model)
+    optimizer = torch.optim.SGD(by_class.parameters(), lr=0.1, momentum=0.9)
+    params = list(by_step.parameters())
+    buffers: list = [None] * len(params)
+    for _ in range(4):
+        optimizer.zero_grad()
+        F.cross_entropy(by_class(x), y).backward()
+        optimizer.step()
+        for p in params:
+            p.grad = None
+        F.cross_entropy(by_step(x), y).backward()
+        sgd_step(params, buffers, 0.1, 0.9)
+    assert all(b is not None for b in buffers)
+    assert all(torch.equal(a, b) for a, b in zip(by_class.parameters(), by_step.parameters(), strict=True))

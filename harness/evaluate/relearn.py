@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.sgd import sgd as functional_sgd
 
 from harness.core.registry import did_you_mean
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
@@ -69,6 +70,19 @@ def relearn_subsets(split: Split, data: str, examples: int) -> tuple[torch.Tenso
     return torch.as_tensor(np.sort(tune), dtype=torch.int64), torch.as_tensor(np.sort(held_out), dtype=torch.int64)
 
 
+def sgd_step(params: list[torch.Tensor], buffers: list[torch.Tensor | None], lr: float, momentum: float) -> None:
+    """One step of torch's SGD (its functional form, the same update ``torch.optim.SGD.step`` makes). The class
+    would import ``torch._dynamo`` on first use, about a second of CPU in every process that evaluates a row
+    (bench/plugin_cost.py), for five steps."""
+    with_grad = [i for i, p in enumerate(params) if p.grad is not None]
+    held = [buffers[i] for i in with_grad]
+    with torch.no_grad():
+        functional_sgd([params[i] for i in with_grad], [params[i].grad for i in with_grad], held,
+                       weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False)
+    for i, buffer in zip(with_grad, held, strict=True):
+        buffers[i] = buffer
+
+
 def relearn_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_x: torch.Tensor, eval_y: torch.Tensor,
                   steps: int, lr: float, momentum: float, batch_size: int, seed: int) -> list[float]:
     """Held-out accuracy before and after each of ``steps`` SGD steps of cross-entropy on ``(x, y)``, fine-tuning
@@ -77,7 +91,8 @@ def relearn_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_x: to
     for p in tuned.parameters():
         p.requires_grad_(True)
     device = next(tuned.parameters()).device
-    optimizer = torch.optim.SGD(tuned.parameters(), lr=lr, momentum=momentum)
+    params = list(tuned.parameters())
+    buffers: list[torch.Tensor | None] = [None] * len(params)  # momentum, as torch.optim.SGD keeps it
     generator = seeded_generator(seed)
     curve = [accuracy(tuned, eval_x, eval_y)]
     stream = iter(())
@@ -88,9 +103,10 @@ def relearn_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_x: to
             batch = next(stream)
         xb, yb = batch
         tuned.train()
-        optimizer.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         F.cross_entropy(tuned(xb.to(device)), yb.to(device)).backward()
-        optimizer.step()
+        sgd_step(params, buffers, lr, momentum)
         curve.append(accuracy(tuned, eval_x, eval_y))
     return curve
 

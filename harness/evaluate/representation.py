@@ -109,7 +109,9 @@ def probe_correct(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray, sco
     if len(score_y) == 0:
         return np.zeros(0, bool)
     scaler = StandardScaler().fit(fit_x)
-    probe = LogisticRegression(C=C, max_iter=max_iter).fit(scaler.transform(fit_x), fit_y)
+    # newton-cg: the same (unique, L2-regularised) optimum as the default lbfgs in about half the CPU time on
+    # fmnist-quick's 128 features (10 against 115-127 iterations); the probe was most of this evaluator's cost.
+    probe = LogisticRegression(C=C, max_iter=max_iter, solver="newton-cg").fit(scaler.transform(fit_x), fit_y)
     return probe.predict(scaler.transform(score_x)) == score_y
 
 

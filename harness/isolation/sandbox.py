@@ -278,34 +278,55 @@ def serve(control_fd: int, preload: list[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the harness's to handle
     children: dict[int, int] = {}  # pid -> write end of its status pipe
+    # Every control socket and the children it asked for. The first is the harness process that started the
+    # server; it may attach more (another process of the same harness run: a pool worker), each of which can
+    # spawn and kill only its own children, and whose end of stream takes only its own children down.
+    clients: dict[socket.socket, set[int]] = {control: set()}
     _send_msg(control, {"op": "ready"})
     while True:
-        readable, _, _ = select.select([control, wake_r], [], [])
+        readable, _, _ = select.select([*clients, wake_r], [], [])
         if wake_r in readable:
             os.read(wake_r, 4096)
-            _reap(children)
-        if control not in readable:
-            continue
-        request, fds = _recv_msg(control, max_fds=1)
-        if request is None:  # the harness closed the pipe or died: take the workers down with us
-            for pid in list(children):
-                _kill(pid)
+            for pid in _reap(children):
+                for pids in clients.values():
+                    pids.discard(pid)
+        for sock in [r for r in readable if r in clients]:
+            _answer(sock, sock is control, clients, (wake_r, wake_w), children)
+
+
+def _answer(sock: socket.socket, primary: bool, clients: dict[socket.socket, set[int]], wake: tuple[int, int],
+            children: dict[int, int]) -> None:
+    """Serve one request from one control socket."""
+    request, fds = _recv_msg(sock, max_fds=1)
+    if request is None:  # that client closed its pipe or died: its workers go with it
+        doomed = list(children) if primary else list(clients[sock])
+        for pid in doomed:
+            _kill(pid)
+        if primary:  # the harness itself: nobody is left to serve
             os._exit(0)
-        if request.get("op") == "spawn" and len(fds) == 1:
-            pid, status_r = _spawn(request, fds[0], control, (wake_r, wake_w), children)
-            _send_msg(control, {"pid": pid}, [status_r])
-            os.close(status_r)
-        elif request.get("op") == "kill":
-            if request.get("pid") in children:
-                _kill(request["pid"])
-            _send_msg(control, {"ok": True})
-        else:
-            for fd in fds:
-                os.close(fd)
-            _send_msg(control, {"error": f"unknown request {request.get('op')!r}"})
+        clients.pop(sock).clear()
+        sock.close()
+        return
+    op = request.get("op")
+    if op == "spawn" and len(fds) == 1:
+        pid, status_r = _spawn(request, fds[0], list(clients), wake, children)
+        clients[sock].add(pid)
+        _send_msg(sock, {"pid": pid}, [status_r])
+        os.close(status_r)
+    elif op == "kill":
+        if request.get("pid") in clients[sock]:
+            _kill(request["pid"])
+        _send_msg(sock, {"ok": True})
+    elif op == "attach" and primary and len(fds) == 1:
+        clients[socket.socket(fileno=fds[0])] = set()
+        _send_msg(sock, {"ok": True})
+    else:
+        for fd in fds:
+            os.close(fd)
+        _send_msg(sock, {"error": f"unknown request {op!r}"})
 
 
-def _spawn(request: dict, conn_fd: int, control: socket.socket, wake: tuple[int, int],
+def _spawn(request: dict, conn_fd: int, controls: list[socket.socket], wake: tuple[int, int],
            children: dict[int, int]) -> tuple[int, int]:
     """Fork the child; returns its pid and the read end of its status pipe (for the harness)."""
     status_r, status_w = os.pipe()
@@ -316,7 +337,8 @@ def _spawn(request: dict, conn_fd: int, control: socket.socket, wake: tuple[int,
             os.setpgid(0, 0)  # a kill takes the worker's own children too
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            control.close()
+            for control in controls:  # no method process can ask the server for anything
+                control.close()
             for fd in (*wake, status_r, status_w, *children.values()):
                 os.close(fd)
             if request.get("handshake"):  # ForkServer.spawn(confine=...): say who we are, wait until confined
@@ -345,14 +367,17 @@ def _kill(pid: int) -> None:
             continue
 
 
-def _reap(children: dict[int, int]) -> None:
+def _reap(children: dict[int, int]) -> list[int]:
+    """Collect exited children, send each one's status to whoever holds its pipe; returns their pids."""
+    reaped = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return reaped
         if pid == 0:
-            return
+            return reaped
+        reaped.append(pid)
         fd = children.pop(pid, None)
         if fd is not None:
             try:
@@ -462,6 +487,27 @@ class ForkServer:
             raise SandboxError(f"the method sandbox ({mode}) failed to start (exit code {code}); "
                                "its error is printed above")
 
+    @classmethod
+    def attached(cls, control: socket.socket, mode: str) -> ForkServer:
+        """A client of a server another process of this run started (:meth:`attach`): it spawns and kills its
+        own children there, and closing it takes only those down."""
+        client = cls.__new__(cls)
+        client.mode, client.owner, client.process = mode, os.getpid(), None
+        client._lock, client.control = threading.Lock(), control
+        return client
+
+    def attach(self) -> socket.socket:
+        """A new control socket to this server for another process (see :meth:`attached`)."""
+        ours, theirs = socket.socketpair()
+        try:
+            self._request({"op": "attach"}, [theirs.fileno()])
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return ours
+
     def _wait_ready(self) -> dict | None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -477,7 +523,15 @@ class ForkServer:
         return inside_path(host_path) if self.mode == "bwrap" and host_path else host_path
 
     def alive(self) -> bool:
-        return self.control is not None and self.process.poll() is None and os.getpid() == self.owner
+        if self.control is None or os.getpid() != self.owner:
+            return False
+        if self.process is not None:
+            return self.process.poll() is None
+        try:  # an attached client: the server's end closed (it exited, or its owner closed it) reads as EOF
+            ready, _, _ = select.select([self.control], [], [], 0)
+            return not ready or self.control.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except OSError:
+            return False
 
     def _request(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:
         with self._lock:
@@ -489,7 +543,8 @@ class ForkServer:
             except OSError as exc:
                 raise SandboxError(f"the method sandbox stopped answering: {exc}") from exc
         if reply is None:
-            raise SandboxError(f"the method sandbox ({self.mode}) exited (code {self.process.poll()})")
+            code = self.process.poll() if self.process is not None else "unknown: another process started it"
+            raise SandboxError(f"the method sandbox ({self.mode}) exited (code {code})")
         if "error" in reply:
             raise SandboxError(reply["error"])
         return reply, got
@@ -543,7 +598,7 @@ class ForkServer:
         if self.control is not None:
             self.control.close()  # end of stream: the server kills its workers and exits
             self.control = None
-        if os.getpid() != self.owner:
+        if os.getpid() != self.owner or self.process is None:
             return
         try:
             self.process.wait(timeout=10)
@@ -557,10 +612,14 @@ class ForkServer:
 MAX_PLUGIN_SERVERS = 2
 _SERVERS: OrderedDict[str, ForkServer] = OrderedDict()
 _SERVERS_LOCK = threading.Lock()
+# Set in a process pool's worker (harness.isolation.server_share): asks the process that started the pool for a
+# control socket to its server of (box, preload, extra_ro, mode); None when it cannot give one.
+SHARED_SERVERS: Callable[[str, list[str], list[str], str], socket.socket | None] | None = None
 
 
 def fork_server(box: str, preload: list[str], extra_ro: list[str] = (), mode: str | None = None) -> ForkServer:
-    """The process's fork server for ``box`` ("builtin", or one per plugin), started on first use.
+    """The process's fork server for ``box`` ("builtin", or one per plugin), started on first use (in a pool worker:
+    the pool owner's server, attached).
 
     NVIDIA devices are bound whenever the machine has them, so one server serves CPU and CUDA runs.
     """
@@ -577,7 +636,11 @@ def fork_server(box: str, preload: list[str], extra_ro: list[str] = (), mode: st
             plugins = [k for k in _SERVERS if not k.startswith("builtin|")]
             for old in plugins[: max(0, len(plugins) - MAX_PLUGIN_SERVERS + 1)]:
                 _SERVERS.pop(old).close()
-        server = _SERVERS[key] = ForkServer(mode, preload, list(extra_ro), gpu_present())
+        control = SHARED_SERVERS(box, list(preload), list(extra_ro), mode) if SHARED_SERVERS else None
+        if control is not None:  # another process's server: no second sandbox and torch import (seconds)
+            server = _SERVERS[key] = ForkServer.attached(control, mode)
+        else:
+            server = _SERVERS[key] = ForkServer(mode, preload, list(extra_ro), gpu_present())
         return server
 
 

@@ -15,16 +15,19 @@ Workers share nothing but the cache folder: a ``runs`` job loads the original an
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from harness.core.files import atomic_write_bytes
 from harness.evaluate import EVALUATORS
 from harness.evaluate.ulira import audit_parts, prepare_audit_part
 from harness.isolation.plugins import load_plugins
@@ -65,6 +68,7 @@ class JobEnv(Options):
     suite: Suite
     results_root: str = "results"  # evaluators may write side tables under it (shared storage on clusters)
     isolation_peers: int = 1  # processes on one machine whose method workers share its memory (0: one per CPU)
+    data_file: str = ""  # a local pool's copy of the driver's decoded data (save_suite_data); "": read the files
 
 
 @dataclass(frozen=True)
@@ -222,11 +226,29 @@ def prepare_worker(env: JobEnv) -> None:
         _WORKER["plugins"] = env.plugins
 
 
+def save_suite_data(data: SuiteData, path: str) -> None:
+    """The driver's decoded data, for the local pool's workers of this run (:func:`worker_data` reads it)."""
+    buffer = io.BytesIO()
+    torch.save({f.name: getattr(data, f.name) for f in fields(SuiteData)}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def _read_suite_data(path: str) -> SuiteData | None:
+    """The driver's copy (tensors and plain values only: ``weights_only``), or None when there is none."""
+    try:
+        return SuiteData(**torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, EOFError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        if os.path.exists(path):
+            log.warning("cannot read the driver's copy of the data (%s): reading the dataset files", exc)
+        return None
+
+
 def worker_data(env: JobEnv) -> SuiteData:
     key = (env.suite.name, env.suite.version, env.suite.path, env.data_root)
     if key not in _WORKER["data"]:
         _WORKER["data"].clear()  # one suite per worker at a time keeps memory flat
-        _WORKER["data"][key] = env.suite.load_data(env.data_root)
+        shared = _read_suite_data(env.data_file) if env.data_file else None
+        _WORKER["data"][key] = shared if shared is not None else env.suite.load_data(env.data_root)
     return _WORKER["data"][key]
 
 
