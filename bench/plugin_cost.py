@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,16 +37,19 @@ def timed_run(suite: str, results: Path, cache: Path, jobs: str, plugins: list[s
     load = os.getloadavg()[0]
     sampler = CoreSampler(0.5)
     sampler.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", PLUGIN_RUNNER, suite, str(results), str(cache), jobs, *plugins],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the whole process tree: pool, sandboxes, methods
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     busy, idle = sampler.stop()
     if proc.returncode != 0:
         raise RuntimeError(f"the suite run failed:\n{proc.stderr[-3000:]}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("STAGES "))
     return {**json.loads(line[len("STAGES "):]), "process_wall": wall, "busy": busy, "idle_share": idle,
-            "load": load}
+            "load": load, "cpu": cpu}
 
 
 def audit_cpu_seconds(cache: Path, method: str) -> float:
@@ -63,6 +67,9 @@ def main() -> None:
     parser.add_argument("--suite", default="fmnist-quick")
     parser.add_argument("--jobs", default="auto")
     parser.add_argument("--plugin", default=str(ROOT / "examples" / "my_method.py"))
+    parser.add_argument("--check-rows", action="store_true",
+                        help="also run the whole suite with the plugin cold (fresh folders) and compare the "
+                             "plugin's rows with the added run's on every column but time and environment")
     args = parser.parse_args()
     print(f"# {args.suite}: one added plugin method vs the cold suite, --jobs {args.jobs}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}\n# {hardware()}")
@@ -74,17 +81,22 @@ def main() -> None:
         plugin_rows = rows[rows["method_kind"] == "plugin"]
         method = str(plugin_rows["method"].iloc[0])
         audit = audit_cpu_seconds(cache, method)
+        if args.check_rows:
+            both = Path(tmp, "cold-with-plugin")
+            timed_run(args.suite, both / "results", both / "cache", args.jobs, [args.plugin])
+            cold_rows = pd.read_parquet(both / "results" / args.suite)
+            differ = differing_columns(plugin_rows, cold_rows[cold_rows["method_kind"] == "plugin"])
     evaluators: dict[str, float] = {}
     for text in plugin_rows["evaluator_seconds"].dropna():
         for name, seconds in json.loads(text).items():
             evaluators[name] = evaluators.get(name, 0.0) + seconds
     ratio = added["process_wall"] / suite["process_wall"]
-    print(table(["step", "wall s", "ratio to the cold suite", "cores busy", "time with an idle core", "rows",
-                 "load at start"],
-                [["suite, cold", suite["process_wall"], 1.0, suite["busy"], suite["idle_share"], suite["rows"],
-                  suite["load"]],
-                 [f"+ {method} (warm cache)", added["process_wall"], ratio, added["busy"], added["idle_share"],
-                  added["rows"], added["load"]]]))
+    print(table(["step", "wall s", "ratio to the cold suite", "CPU s (all processes)", "CPU ratio", "cores busy",
+                 "time with an idle core", "rows", "load at start"],
+                [["suite, cold", suite["process_wall"], 1.0, suite["cpu"], 1.0, suite["busy"], suite["idle_share"],
+                  suite["rows"], suite["load"]],
+                 [f"+ {method} (warm cache)", added["process_wall"], ratio, added["cpu"], added["cpu"] / suite["cpu"],
+                  added["busy"], added["idle_share"], added["rows"], added["load"]]]))
     parts = [["audit jobs (the method on the shadow bank, in parts), job s", added.get("audit", 0.0)],
              ["prepare jobs (per-method evaluators on the audit runs), job s", added.get("prepare", 0.0)],
              ["run-group jobs (scored runs + evaluators), job s", added.get("runs", 0.0)],
@@ -97,7 +109,22 @@ def main() -> None:
                   1, os.cpu_count() or 1)]]
     print(table(["where the added method's time goes", "seconds"], parts))
     print(f"adding one method: {ratio:.3f}x the cold suite ({added['process_wall']:.1f} s vs "
-          f"{suite['process_wall']:.1f} s)")
+          f"{suite['process_wall']:.1f} s; CPU {added['cpu'] / suite['cpu']:.3f}x)")
+    if args.check_rows:
+        print(f"rows of {method}: added to the finished suite vs run with the cold suite: "
+              + ("identical on every compared column" if not differ else f"DIFFER in {differ}"))
+
+
+def differing_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """Columns (time and environment ones left out) where two row sets of the same runs differ."""
+    from harness.commands.verify import ENVIRONMENT_COLUMNS
+
+    a, b = a.sort_values("run_id").reset_index(drop=True), b.sort_values("run_id").reset_index(drop=True)
+    if list(a["run_id"]) != list(b["run_id"]):
+        return ["run_id"]
+    skip = set(ENVIRONMENT_COLUMNS)
+    columns = [c for c in a.columns if c not in skip and not c.endswith(("_seconds", "_time_s"))]
+    return [c for c in columns if c not in b or not a[c].equals(b[c])]
 
 
 if __name__ == "__main__":

@@ -52,3 +52,17 @@ def test_try_prints_the_method_next_to_the_floor_and_never_reaches_the_leaderboa
 
     mixed = cli("try", str(PLUGIN), "--suite", "digits-smoke", "--results", str(results), "--keep", str(results))
     assert mixed.returncode == 2 and "never mixed into real results" in mixed.stderr
+
+
+def test_the_quick_look_takes_the_first_scenario_of_each_kind_the_method_handles():
+    import dataclasses
+
+    from harness.commands.quick import quick_suite
+    from harness.protocol.suite import load_suite
+
+    suite = dataclasses.replace(load_suite("digits-smoke"), scenarios=(
+        "random-10", "memorised-10-high", "class-0", "random-20", "memorised-10-low", "class-1"))
+    assert quick_suite(suite, {"random"}).scenarios == ("random-10", "memorised-10-high")
+    assert quick_suite(suite, {"random", "class"}).scenarios == ("random-10", "memorised-10-high", "class-0")
+    only_class = quick_suite(suite, {"class"})
+    assert only_class.scenarios == ("class-0",) and only_class.evaluators == ("accuracy", "rmia")

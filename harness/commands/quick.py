@@ -46,12 +46,14 @@ class QuickRequest(Options):
 
 
 def quick_suite(suite: Suite, kinds: set[str]) -> Suite:
-    """The suite reduced to one scenario per kind and the cheap evaluators (same name: the same cached models)."""
-    scenarios = []
-    for kind in ("random", "class"):
-        first = next((s for s in suite.scenarios if parse_scenario(s).kind == kind), None)
-        if first is not None and kind in kinds:
-            scenarios.append(first)
+    """The suite reduced to its first scenario of each kind whose family (``kinds``: random, class) the method
+    handles, and the cheap evaluators (same name: the same cached models)."""
+    scenarios, seen = [], set()
+    for name in suite.scenarios:
+        scenario = parse_scenario(name)
+        if scenario.kind not in seen and scenario.family in kinds:
+            seen.add(scenario.kind)
+            scenarios.append(name)
     evaluate = {**suite.evaluate, "evaluators": [e for e in QUICK_EVALUATORS if e in suite.evaluators or e == "accuracy"]}
     return dataclasses.replace(suite, scenarios=tuple(scenarios), evaluate=evaluate, grade=QUICK_GRADE)
 
