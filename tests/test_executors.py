@@ -240,3 +240,25 @@ def test_an_unreadable_copy_of_the_data_falls_back_to_the_dataset_files(tmp_path
     monkeypatch.setitem(graph._WORKER, "data", {})
     env = dataclasses.replace(job_env(suite, RunOptions(device="cpu"), tmp_path), data_file=str(broken))
     assert graph.worker_data(env).fingerprint == suite.load_data().fingerprint
+
+
+@pytest.mark.slow
+def test_an_isolated_pool_runs_a_plugin_in_the_drivers_sandbox_with_the_same_rows(tmp_path):
+    """--jobs 2 with isolation: the spawned worker attaches to the driver's plugin sandbox instead of starting
+    one (harness/isolation/server_share.py), and the plugin's rows equal those of the in-process executor."""
+    from harness.isolation import server_share
+
+    suite = small_suite()
+    plugin = str(Path(__file__).resolve().parent.parent / "examples" / "my_method.py")
+    options = lambda name, jobs: RunOptions(methods=["my-method"], seeds=[0, 1], plugins=[plugin], isolate=True,
+                                            results_root=tmp_path / name / "results", cache_dir=tmp_path / "cache",
+                                            device="cpu", progress=False, jobs=jobs)
+    single = run_suite(suite, options("single", 1))
+    before = server_share.ATTACHED
+    pool = run_suite(suite, options("pool", 2))
+    assert pool.executor == "pool" and pool.written == single.written == 4 and pool.failed == 0
+    assert len({worker for _, worker, _, _ in pool.timeline}) == 2, pool.timeline  # both slots ran jobs
+    assert server_share.ATTACHED > before, "the spawned worker started a sandbox of its own"
+    a, b = _rows(tmp_path / "single" / "results", suite.name), _rows(tmp_path / "pool" / "results", suite.name)
+    assert (b["sandbox"] == "bwrap").all()
+    _assert_same_rows(a, b)

@@ -47,7 +47,14 @@ def load_file(path: str | Path) -> list[str]:
         raise PluginError(f"plugin {path}: file not found")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     origin = PluginOrigin(file_module_name(path), str(path), f"plugin:{path.stem}:{digest}", path.name)
-    return _register(_describe(origin, {"kind": "file", "path": str(path)}), origin)
+    if origin.family in _LOADED_FILES:  # the same file, unchanged, loaded again (a second run in this process)
+        return list(_LOADED_FILES[origin.family])
+    names = _register(_describe(origin, {"kind": "file", "path": str(path)}), origin)
+    _LOADED_FILES[origin.family] = tuple(names)
+    return names
+
+
+_LOADED_FILES: dict[str, tuple[str, ...]] = {}  # family (path stem and content digest) -> the names it registered
 
 
 def load_entry_point(ep: importlib.metadata.EntryPoint) -> list[str]:

@@ -25,6 +25,7 @@ import threading
 from harness.isolation import sandbox
 
 log = logging.getLogger(__name__)
+ATTACHED = 0  # control sockets this process's brokers have handed out (tests and benches read it)
 
 
 class ServerBroker:
@@ -63,6 +64,8 @@ class ServerBroker:
                                          mode=str(request["mode"]))
             control = server.attach()
             sandbox._send_msg(sock, {"ok": True}, [control.fileno()])
+            global ATTACHED
+            ATTACHED += 1
         except Exception as exc:  # noqa: BLE001 - the worker starts a server of its own instead, and says why
             try:
                 sandbox._send_msg(sock, {"error": f"{type(exc).__name__}: {exc}"[:2000]})
