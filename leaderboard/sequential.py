@@ -27,6 +27,10 @@ from harness.protocol.scoring import ORACLE_METHOD, sequential_steps
 
 UTILITY_COLUMN = "utility_gap"
 REVERSAL_COLUMNS = ("gap_first_salun_mia", "gap_first_forget_acc")
+SECTION_NOTE = ("Mean utility gap (forget, retain, test accuracy) minus the `retrain` floor row's, per step (each "
+                "step's oracles retrain without every request so far); the scenario's table above judges the last "
+                "step. Slope: per step, least squares. Reversal: the first request's gap to the oracles at the last "
+                "step minus at the first step (> 0: it looks less forgotten after the later requests).")
 
 
 def _steps(frame: pd.DataFrame) -> pd.Series:
@@ -113,11 +117,7 @@ def _fmt(value, digits: int = 2) -> str:
 def markdown_section(board: SequentialBoard) -> list[str]:
     """A sequential scenario's per-step table and summary, in Markdown."""
     steps = list(range(1, board.steps + 1))
-    lines = [f"### {board.scenario}: gap to the floor per step", "",
-             "Mean utility gap (forget, retain, test accuracy) minus the `retrain` floor row's, per step "
-             "(each step's oracles retrain without every request so far); the scenario's table above judges the "
-             "last step. Slope: per step, least squares. Reversal: the first request's gap to the oracles at the "
-             "last step minus at the first step (> 0: it looks less forgotten after the later requests).", ""]
+    lines = [f"### {board.scenario}: gap to the floor per step", "", SECTION_NOTE, ""]
     reversal = [c for c in board.summary.columns if c.startswith("reversal_")]
     head = ["entry", *[f"step {s}" for s in steps], "slope", *reversal, "last step: utility", "privacy", "matches"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -146,7 +146,7 @@ def html_section(board: SequentialBoard) -> str:
     table = ("<table class=\"sequential\"><thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in head)
              + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
                                                for r in body) + "</tbody></table>")
-    note = escape(markdown_section(board)[2])
+    note = escape(SECTION_NOTE)
     return (f'<section class="sequential-scenario"><h3>{escape(board.scenario)}: gap to the floor per step</h3>'
             f'<p class="note">{note}</p>{plot}{table}</section>')
 
