@@ -106,6 +106,17 @@ def sequential_boards(frame: pd.DataFrame, scenario_boards: list) -> list[Sequen
     return out
 
 
+def sequential_json(board: SequentialBoard) -> dict:
+    """A sequential scenario's per-step view for ``--json``: per entry, the gap to the floor per step (index 0 =
+    step 1), the slope, the reversal values and the last step's verdict states (NaN becomes null there)."""
+    entries = []
+    for entry in board.gaps.index:
+        s = board.summary.loc[entry]
+        entries.append({"entry": str(entry), "gap_to_floor": [float(v) for v in board.gaps.loc[entry]],
+                        **{c: s[c] for c in board.summary.columns}})
+    return {"scenario": board.scenario, "steps": board.steps, "entries": entries}
+
+
 def _fmt(value, digits: int = 2) -> str:
     try:
         value = float(value)

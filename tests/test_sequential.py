@@ -6,6 +6,7 @@ deterministic split hashes, rows pass verify, the leaderboard's per-step section
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -154,6 +155,33 @@ def test_each_step_unlearns_the_previous_steps_output_and_resumes(tmp_path, seq_
     assert redone[2] == before[2]
 
 
+@pytest.fixture
+def seq_crash():
+    """A method (this test only) that fails on its second call: step 2 of its sequence."""
+    calls = []
+
+    @register_method("seq-crash", scenarios=("random",), needs_retain=False)
+    def crash(task):
+        calls.append(len(task.forget.y))
+        if len(calls) == 2:
+            raise RuntimeError("planted failure at step 2")
+        return task.model
+
+    yield "seq-crash"
+    del METHODS["seq-crash"]
+
+
+def test_a_failed_step_breaks_the_rest_of_its_sequence(tmp_path, seq_crash):
+    suite = dataclasses.replace(load_suite(str(SUITE)), evaluate={"evaluators": ["accuracy"]})
+    options = RunOptions(methods=[seq_crash], references=False, results_root=tmp_path / "r", cache_dir=tmp_path / "c",
+                         isolate=False, progress=False, device="cpu")
+    summary = run_suite(suite, options)
+    rows = read_results(tmp_path / "r", suite.name).sort_values("step").set_index("step")
+    assert summary.written == 3 and summary.failed == 2
+    assert rows.loc[1, "status"] == "ok" and rows.loc[2, "status"] == "failed" and rows.loc[3, "status"] == "failed"
+    assert "planted failure" in rows.loc[2, "error"] and "step 2" in rows.loc[3, "error"]
+
+
 def test_tune_does_not_tune_the_sequential_kind(tmp_path):
     from harness.commands.tune.command import TuneRequest, run_tune
 
@@ -201,3 +229,16 @@ def test_sequential_runs_end_to_end_and_verifies(tmp_path):
     text = (site / f"{suite.name}.md").read_text()
     assert "## Sequential scenarios" in text and "| finetune |" in text and "slope" in text
     assert "plot-steps" in (site / "index.html").read_text()
+    json_out = _cli("leaderboard", "--suite", str(SUITE), "--results", str(results), "--out", str(site), "--json")
+    assert json_out.returncode == 0, json_out.stderr[-3000:]
+    (view,) = json.loads(json_out.stdout)["suites"][0]["sequential"]
+    entries = {e["entry"]: e for e in view["entries"]}
+    assert view["steps"] == 3 and {"original", "finetune"} <= set(entries)
+    assert all(len(e["gap_to_floor"]) == 3 for e in entries.values())
+    # every row passes the leaderboard's integrity check (split hash and oracle keys recomputed per step)
+    from leaderboard.render import build_boards
+
+    (board_data,) = build_boards(results, str(SUITE))
+    scenario_board = board_data.scenarios[0]
+    assert scenario_board.table["verified"].all() and scenario_board.seeds == [0]
+    assert (scenario_board.table["n"] == 1).all()  # the last step: one row per entry and seed
