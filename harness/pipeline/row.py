@@ -331,8 +331,9 @@ def produce_sequential_rows(runs: list[RunSpec], context: Callable[[int], SeedCo
     Step s gives the method the model it returned at step s - 1 (step 1: the original) and request s, with the
     retain set of step s (the pool without requests 1..s); the row scores the returned model on step s's split
     (forget = the union so far) against step s's K oracles. Steps before the last wanted one are run even when
-    their rows are stored (their model is the next step's input) and then not written again. After a failed step
-    the chain is broken: later steps are failed rows that name it. ``context(step)`` gives a step's context.
+    their rows are stored (their model is the next step's input) and then not written again. After a step whose row
+    is not ok (failed, timeout, invalid: also a copy of an oracle) the chain is broken: later steps are failed rows
+    that name it. ``context(step)`` gives a step's context.
     """
     chains: dict[tuple[str, str], dict[int, RunSpec]] = {}
     for run in runs:
