@@ -20,6 +20,10 @@ and 0.17 nats (KLoM, whose quantiles move in steps). The tolerances sit above th
 changes a ranking moves. By default the re-run uses the thread count the row records (``hardware``:
 ``cpu:...xNthreads``).
 
+A sequential scenario's row (``step`` s, docs/scenarios.md) is re-run with its method's whole sequence (step s
+unlearns step s - 1's output), once per sequence for all the rows of it being verified; ``step`` is an identity
+field.
+
 What is recomputed: the method's run and everything derived from it (its U-LiRA shadow runs, its KLoM runs,
 ``task.cached`` artifacts) in a scratch cache, so the method's code really runs again. Trained reference models
 (originals, oracles, shadow models) come from ``--cache-dir`` by key: their keys are among the exact fields,
