@@ -1,6 +1,8 @@
 """A suite's leaderboard: every scenario (``leaderboard.aggregate``), its two axes (``leaderboard.axes``) and
 attack agreement (``leaderboard.agreement``), and the ranking across scenarios, built from the suite's rows.
 
+A sequential scenario is judged at its last step; its per-step view is ``leaderboard.sequential``'s.
+
 ``rank_by = "pareto"`` (the default) ranks by Pareto fronts over (utility, privacy) (``leaderboard.pareto``)
 and across scenarios by the mean Pareto rank (``leaderboard.overall_pareto``); a metric name (``avg_gap``, ...)
 ranks by that metric as before (``leaderboard.overall``), with the two axes shown beside it.
@@ -8,7 +10,7 @@ ranks by that metric as before (``leaderboard.overall``), with the two axes show
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +33,7 @@ from leaderboard.overall import Overall, rank_overall
 from leaderboard.overall_pareto import rank_overall_pareto
 from leaderboard.pareto import RULE
 from leaderboard.rechecks import NOT_CHECKED, recheck_status
+from leaderboard.sequential import SequentialBoard, last_steps, sequential_boards
 from leaderboard.shadows import ShadowTables
 from leaderboard.stats import ALPHA
 
@@ -50,6 +53,8 @@ class SuiteBoard:
     excluded_unverified: int = 0
     unreadable: int = 0  # result files that could not be read (no scenario to put them in)
     rank_by: str = PARETO  # "pareto" or the metric ranked by
+    # sequential scenarios' per-step views (their scenario boards judge the last step: leaderboard/sequential.py)
+    sequential: list[SequentialBoard] = field(default_factory=list)
 
     @property
     def pareto(self) -> bool:
@@ -102,6 +107,7 @@ def assemble(frame: pd.DataFrame, name: str, sort: str = PARETO, alpha: float = 
     frame = with_utility_gap(frame)
     if "recheck" not in frame:
         frame = frame.assign(recheck=NOT_CHECKED)
+    every_step, frame = frame, last_steps(frame)  # a sequential scenario is judged at its last step
     meta = metric_meta(frame)
     pareto = sort == PARETO
     key = sort_key(UTILITY if pareto else sort, meta, frame)
@@ -119,4 +125,5 @@ def assemble(frame: pd.DataFrame, name: str, sort: str = PARETO, alpha: float = 
         boards.append(board)
     overall = (rank_overall_pareto(boards, oks, alpha) if pareto
                else rank_overall(boards, key, alpha, per_method=per_method(key.column, meta)))
-    return SuiteBoard(name, boards, meta, key, overall, alpha, dropped, unreadable, sort)
+    return SuiteBoard(name, boards, meta, key, overall, alpha, dropped, unreadable, sort,
+                      sequential_boards(every_step, boards))

@@ -33,6 +33,7 @@ from leaderboard.aggregate import (
     sort_key,
 )
 from leaderboard.format import number, p_text
+from leaderboard.sequential import last_steps
 from leaderboard.shadows import N_BOOT, ShadowTables, compare_tables, resamplable
 from leaderboard.stats import ALPHA, holm, paired_test
 from leaderboard.verdicts import TEST_NAMES
@@ -103,6 +104,7 @@ def compare_entries(frame: pd.DataFrame, a: str, b: str, metrics: list[str] | No
     """Compare two entries of one suite's results (unverified rows are left out). ``results`` (the results
     root) locates the per-example tables that per-method metrics are resampled from."""
     frame, _ = prepare(frame, verified_only=True, data_root=data_root, suite_file=suite_file)
+    frame = last_steps(frame)  # a sequential scenario is compared at its last step, as the leaderboard judges it
     ok = frame[frame["status"] == "ok"]
     a_label, b_label = resolve_entry(ok, a), resolve_entry(ok, b)
     if a_label == b_label:

@@ -53,6 +53,7 @@ from leaderboard.html_axes import (
 from leaderboard.markdown_axes import paper_columns
 from leaderboard.marks import unranked_mark
 from leaderboard.plots import Item, bar_chart, cd_diagram, heatmap
+from leaderboard.sequential import html_section as sequential_html
 
 # Heatmap colour saturates at a column's largest gap, but never below these (a display choice, not a
 # statistic): gaps under one accuracy point, 0.1 nats or 0.02 TV stay pale.
@@ -338,6 +339,9 @@ def suite_section(board: SuiteBoard) -> str:
     parts.append(ranking_section(board))
     for scenario in board.scenarios:
         parts.append(scenario_section(scenario, board))
+    if board.sequential:
+        parts.append("<h3>Sequential scenarios</h3>")
+        parts += [sequential_html(sequential) for sequential in board.sequential]
     return "\n".join(parts)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -53,27 +54,34 @@ def canonical_suite(name: str, rows: pd.DataFrame, suite_file: str | None):
         return f"cannot read the suite definition ({type(exc).__name__}: {exc})"
 
 
-def canonical_keys(suite, pairs: set[tuple[str, int]], data_root: str | None = None
-                   ) -> dict[tuple[str, int], Canonical] | str:
-    """Canonical keys per (scenario, seed); or, when they cannot be computed, the reason."""
+def canonical_keys(suite, pairs: set[tuple], data_root: str | None = None) -> dict[tuple, Canonical] | str:
+    """Canonical keys per (scenario, seed) or (scenario, seed, step) (a sequential scenario's rows: step >= 1);
+    or, when they cannot be computed, the reason."""
     from harness.training.reference_models import model_key, oracle_key
 
     try:
         data = suite.load_data(data_root)
     except Exception as exc:  # noqa: BLE001
         return f"cannot recompute the suite's splits ({type(exc).__name__}: {exc})"
-    out: dict[tuple[str, int], Canonical] = {}
+    out: dict[tuple, Canonical] = {}
     oracles = int(getattr(suite, "oracles", 1))
-    for scenario, seed in sorted(pairs):
+    for scenario, seed, *step in sorted(pairs):
         try:
-            split = suite.split(data, scenario, int(seed))
+            split = suite.split(data, scenario, int(seed), step=int(step[0]) if step else None)
         except ValueError as exc:
             log.warning("integrity: %s seed %s: %s", scenario, seed, exc)
             continue
         original = model_key(suite, data, "original", suite.original_positions(data, int(seed)), int(seed))
         keys = tuple(oracle_key(suite, data, split, k) for k in range(oracles))
-        out[(scenario, int(seed))] = Canonical(split.hash, original, keys)
+        out[(scenario, int(seed), *step)] = Canonical(split.hash, original, keys)
     return out
+
+
+def _pair(row: dict) -> tuple:
+    """What a row's canonical keys are computed for: (scenario, seed), and the step of a sequential row."""
+    step = row.get("step")
+    has_step = step is not None and not math.isnan(float(step))  # NaN / None: no step
+    return (str(row["scenario"]), int(row["seed"]), *((int(step),) if has_step else ()))
 
 
 def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Canonical]) -> list[str]:
@@ -89,7 +97,7 @@ def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Cano
         reasons.append(f"suite file differs from {source}")
     if row.get("status") != "ok":
         return reasons  # no split/model keys to check on failed runs; they are counted, never averaged
-    canon = keys.get((str(row["scenario"]), int(row["seed"])))
+    canon = keys.get(_pair(row))
     if canon is None:
         return reasons + ["scenario not valid for this suite"]
     if row.get("split_hash") != canon.split_hash:
@@ -122,7 +130,7 @@ def mark_integrity(frame: pd.DataFrame, data_root: str | None = None, suite_file
             continue
         suite, source = found
         ok = rows["status"] == "ok"
-        pairs = {(str(s), int(d)) for s, d in zip(rows.loc[ok, "scenario"], rows.loc[ok, "seed"])}
+        pairs = {_pair(row) for row in rows.loc[ok].to_dict("records")}
         keys = canonical_keys(suite, pairs, data_root)
         if isinstance(keys, str):
             for pos in positions:

@@ -19,6 +19,7 @@ from leaderboard.aggregate import ScenarioBoard
 from leaderboard.agreement import AGREE_TAU, N_BOOT, summary_line
 from leaderboard.axes import VERDICT_FIELDS, Axes
 from leaderboard.board import SuiteBoard
+from leaderboard.sequential import sequential_json
 from leaderboard.verdicts import TEST_NAMES, Verdict
 
 PAPER = ("avg_gap", "avg_gap_rmia")
@@ -131,7 +132,8 @@ def overall(suite: SuiteBoard) -> dict:
 
 def suite_json(suite: SuiteBoard) -> dict:
     return {"suite": suite.suite, "rank_by": suite.rank_by, "rule": suite.rule, "alpha": suite.alpha,
-            "scenarios": [scenario(b, suite) for b in suite.scenarios], "overall": overall(suite)}
+            "scenarios": [scenario(b, suite) for b in suite.scenarios], "overall": overall(suite),
+            "sequential": [sequential_json(b) for b in suite.sequential]}
 
 
 def to_json(boards: list[SuiteBoard]) -> str:

@@ -39,6 +39,7 @@ from leaderboard.markdown_axes import (
     metrics_table,
     paper_table,
 )
+from leaderboard.sequential import markdown_section
 
 
 def _cell(text: str) -> str:
@@ -161,5 +162,9 @@ def render_markdown(board: SuiteBoard) -> str:
     for scenario in board.scenarios:
         lines += (pareto_section(scenario, board) if board.pareto
                   else scenario_table(scenario, board) + beside_section(scenario))
+    if board.sequential:
+        lines += ["## Sequential scenarios", ""]
+        for sequential in board.sequential:
+            lines += markdown_section(sequential)
     lines += configurations(board)
     return "\n".join(lines)

@@ -295,3 +295,24 @@ def tradeoff(points: Sequence[Point], title: str, x_label: str, y_label: str,
         if caption:
             fig.text(0.01, -0.02, "\n".join(textwrap.wrap(caption, 100)), fontsize=7, color="#6b7280", va="top")
         return to_svg(fig, "scatter", title)
+
+
+def step_lines(series: dict[str, Sequence[float]], title: str, y_label: str, floor: str | None = None) -> str:
+    """One line per entry over the steps 1..S (a sequential scenario's gap to the floor per step); ``floor``
+    names the entry drawn as the dashed floor line."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 3.0))
+        for label, values in series.items():
+            steps = np.arange(1, len(values) + 1)
+            style = ({"color": COLORS["floor"], "ls": "--", "lw": 1.2} if label == floor
+                     else {"marker": "o", "ms": 3.5, "lw": 1.4})
+            ax.plot(steps, np.asarray(values, dtype=float), label=_short(label), **style)
+        ax.axhline(0, color="#9ca3af", lw=0.8)
+        ax.set_xticks(np.arange(1, max((len(v) for v in series.values()), default=1) + 1))
+        ax.set_xlabel("step (request)")
+        ax.set_ylabel(y_label)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+        ax.set_title(title, loc="left")
+        ax.grid(color="#e5e7eb", zorder=0)
+        return to_svg(fig, "steps", title)
+

@@ -148,6 +148,11 @@ def summary(boards: list[SuiteBoard], written: dict[str, Path]) -> str:
                 lines += scenario_lines(scenario) + axes_lines(scenario, ranked=False) + [""]
         lines += [_clip(SHORT_LEGEND, WIDTH)] if len(SHORT_LEGEND) <= WIDTH else _wrap(SHORT_LEGEND)
         lines += [""] + overall_lines(board) + [""]
+        for sequential in board.sequential:  # the scenario's table above judged its last step
+            slopes = ", ".join(f"{e} {v:+.2f}" for e, v in sequential.summary["slope"].dropna().items())
+            lines += _wrap(f"{sequential.scenario}: judged at step {sequential.steps} of {sequential.steps}; slope of "
+                           f"the gap to the floor per step: {slopes or '–'} (per step, reversal: Markdown / HTML)")
+            lines.append("")
         unverified = sum(int((~s.table["verified"]).sum()) for s in board.scenarios)
         if unverified:
             lines.append(f"{unverified} unverified entr{'y' if unverified == 1 else 'ies'} not shown here "

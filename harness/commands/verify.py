@@ -20,6 +20,10 @@ and 0.17 nats (KLoM, whose quantiles move in steps). The tolerances sit above th
 changes a ranking moves. By default the re-run uses the thread count the row records (``hardware``:
 ``cpu:...xNthreads``).
 
+A sequential scenario's row (``step`` s, docs/scenarios.md) is re-run with its method's whole sequence (step s
+unlearns step s - 1's output), once per sequence for all the rows of it being verified; ``step`` is an identity
+field.
+
 What is recomputed: the method's run and everything derived from it (its U-LiRA shadow runs, its KLoM runs,
 ``task.cached`` artifacts) in a scratch cache, so the method's code really runs again. Trained reference models
 (originals, oracles, shadow models) come from ``--cache-dir`` by key: their keys are among the exact fields,
@@ -52,7 +56,7 @@ from harness.training.cache import default_cache_dir
 # Compared exactly: they name what was run, on which data and against which models.
 EXACT_COLUMNS = ("run_id", "suite", "suite_version", "suite_hash", "scenario", "seed", "method", "method_kind",
                  "config_hash", "hparams", "dataset_fingerprint", "model", "split_hash", "original_key",
-                 "oracle_key", "oracle_keys", "oracles", "status", "noop", "copy_check")
+                 "oracle_key", "oracle_keys", "oracles", "status", "noop", "copy_check", "step")
 # Not compared: when, where and how fast the run happened, and bookkeeping derived from the rest.
 ENVIRONMENT_COLUMNS = ("created_at", "git_sha", "packages", "hardware", "device", "harness_version", "sandbox",
                        "wall_time_s", "time_ratio", "oracle_train_s", "row_hash", "schema_version", "error",
@@ -103,7 +107,7 @@ class Outcome:
 
         row = self.row
         return {"run_id": row.get("run_id"), "suite": row.get("suite"), "method": row.get("method"),
-                "scenario": row.get("scenario"), "seed": _plain(row.get("seed")),
+                "scenario": row.get("scenario"), "seed": _plain(row.get("seed")), "step": _plain(row.get("step")),
                 "config_hash": row.get("config_hash"), "row_hash": row.get("row_hash"),
                 "row_hash_ok": not bool(row.get("tampered", False)), "outcome": self.outcome,
                 "differences": self.differences, "compared": self.compared, "reason": self.reason,
@@ -113,7 +117,9 @@ class Outcome:
 
     def line(self) -> str:
         row = self.row
-        head = f"{row.get('run_id')} {row.get('method')} {row.get('scenario')} seed {row.get('seed')}: {self.outcome}"
+        step = "" if _missing(row.get("step")) else f" step {int(row['step'])}"
+        head = (f"{row.get('run_id')} {row.get('method')} {row.get('scenario')} seed {row.get('seed')}{step}: "
+                f"{self.outcome}")
         if self.outcome == ERROR:
             return f"{head} ({self.reason})"
         if self.outcome == MATCH:
@@ -202,23 +208,42 @@ def _scratch_cache(scratch: Path, models_from: Path) -> Path:
     return cache
 
 
-def rerun(row: dict[str, Any], suite, settings: Settings, scratch: Path, threads: int) -> dict[str, Any]:
-    """Re-run one row into ``scratch`` and return the new row as stored (read back from its Parquet file)."""
+def rerun(row: dict[str, Any], suite, settings: Settings, scratch: Path, threads: int,
+          memo: dict | None = None) -> dict[str, Any]:
+    """Re-run one row into ``scratch`` and return the new row as stored (read back from its Parquet file).
+
+    ``memo`` keeps each re-run's rows: the other steps of a sequential row's sequence come out of the same re-run
+    (re-running step s runs steps 1..s), so they are not re-run again."""
+    hparams = json.loads(row["hparams"]) if isinstance(row.get("hparams"), str) and row["hparams"] else {}
+    results = scratch / "results"
+    sequence = (suite.definition_hash, str(row["method"]), str(row.get("hparams")), str(row["scenario"]),
+                int(row["seed"]), threads)
+    if memo is not None and not _missing(row.get("step")) and sequence in memo:
+        rows = memo[sequence]
+    else:
+        rows = _rerun_rows(row, suite, settings, scratch, threads, hparams)
+        if memo is not None and not _missing(row.get("step")):
+            memo[sequence] = rows
+    # a sequential row's re-run is its method's whole sequence (step s needs steps 1..s-1): the row of its step
+    step = None if _missing(row.get("step")) else int(row["step"])
+    fresh = [r for r in rows if r["method"] == row["method"] and r["scenario"] == row["scenario"]
+             and int(r["seed"]) == int(row["seed"]) and (None if _missing(r.get("step")) else int(r["step"])) == step]
+    if len(fresh) != 1:
+        raise VerifyError(f"the re-run produced {len(fresh)} rows for this method, scenario, seed and step")
+    return pq.read_table(results / suite.name / f"{fresh[0]['run_id']}.parquet").to_pylist()[0]
+
+
+def _rerun_rows(row: dict[str, Any], suite, settings: Settings, scratch: Path, threads: int,
+                hparams: dict[str, Any]) -> list[dict[str, Any]]:
     from harness.pipeline.driver import RunOptions, run_suite
 
-    hparams = json.loads(row["hparams"]) if isinstance(row.get("hparams"), str) and row["hparams"] else {}
     results = scratch / "results"
     shared = {**settings.shared(), "threads": threads,
               "cache_dir": _scratch_cache(scratch, Path(settings.cache_dir or default_cache_dir()))}
     options = RunOptions(**shared, methods=[str(row["method"])], seeds=[int(row["seed"])],
                          scenarios=[str(row["scenario"])], results_root=results, force=True,
                          overrides={str(row["method"]): hparams} if hparams else {}, progress=False)
-    summary = run_suite(suite, options)
-    fresh = [r for r in summary.rows if r["method"] == row["method"] and r["scenario"] == row["scenario"]
-             and int(r["seed"]) == int(row["seed"])]
-    if len(fresh) != 1:
-        raise VerifyError(f"the re-run produced {len(fresh)} rows for this method, scenario and seed")
-    return pq.read_table(results / suite.name / f"{fresh[0]['run_id']}.parquet").to_pylist()[0]
+    return run_suite(suite, options).rows
 
 
 # ------------------------------------------------------------------------------------------ comparing
@@ -309,14 +334,14 @@ def _short(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the command
-def verify_row(row: dict[str, Any], settings: Settings, scratch: Path) -> Outcome:
+def verify_row(row: dict[str, Any], settings: Settings, scratch: Path, memo: dict | None = None) -> Outcome:
     """Re-run and compare one row; faults of the re-run become an ``error`` outcome, never an exception."""
     if row.get("status") != "ok":
         return Outcome(row, ERROR, reason=f"status {row.get('status')!r}: only rows with status ok can be re-run")
     threads = settings.threads or recorded_threads(row)
     try:
         suite = suite_of(row)
-        fresh = rerun(row, suite, settings, scratch, threads)
+        fresh = rerun(row, suite, settings, scratch, threads, memo)
     except Exception as exc:  # noqa: BLE001 - reported per row (a missing plugin, a changed method signature)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return Outcome(row, ERROR, reason=f"{type(exc).__name__}: {message}", threads=threads)
@@ -340,9 +365,9 @@ def verify(source: Path, settings: Settings, sample: int = 5, run_ids: list[str]
     root = Path(results_root or source_root or "results")
     work = Path(scratch) if scratch else Path(tempfile.mkdtemp(prefix="unlearn-bench-verify-"))
     try:
-        outcomes = []
+        outcomes, memo = [], {}
         for row in rows:
-            outcome = verify_row(row, settings, work)
+            outcome = verify_row(row, settings, work, memo)
             write_record(root, outcome)
             outcomes.append(outcome)
     finally:

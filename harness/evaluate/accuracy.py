@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.evaluate.base import ALL_KINDS, CLASS_KINDS, EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import (
+    ALL_KINDS,
+    CLASS_KINDS,
+    SEQUENTIAL_KINDS,
+    EvalContext,
+    MetricInfo,
+    register_evaluator,
+)
 from harness.training.loop import accuracy
 
 
@@ -15,6 +22,9 @@ from harness.training.loop import accuracy
                scenarios=ALL_KINDS),
     MetricInfo("test_forget_acc", "class and sub-class scenarios: accuracy on test images of the forget class "
                "(sub-class: whether they are still given their coarse label)", scenarios=CLASS_KINDS),
+    MetricInfo("first_forget_acc", "sequential scenarios: accuracy on the first request's examples (the forget "
+               "set is the union of the requests so far); its gap at the last step against the first step measures "
+               "forgetting reversal", scenarios=SEQUENTIAL_KINDS),
 ])
 def evaluate_accuracy(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     data, split = ctx.data, ctx.split
@@ -25,4 +35,6 @@ def evaluate_accuracy(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     }
     if split.scenario.forgets_class:
         out["test_forget_acc"] = accuracy(model, data.test_x[split.test_forget], data.test_y[split.test_forget])
+    if split.first is not None:
+        out["first_forget_acc"] = accuracy(model, data.train_x[split.first], data.train_y[split.first])
     return out

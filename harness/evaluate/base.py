@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 ALL_KINDS = SCENARIO_KINDS  # for a metric meaningful in every scenario kind (MetricInfo.scenarios)
 # Sample-level forgetting with no class removed: the kinds where retain-vs-forget comparisons apply
-SAMPLE_KINDS = ("random", "memorised", "entangled")
+SAMPLE_KINDS = ("random", "memorised", "entangled", "sequential")
+# Sequential scenarios only: the metrics of request 1's examples at every step (the forgetting-reversal measure)
+SEQUENTIAL_KINDS = ("sequential",)
 CLASS_KINDS = ("class", "subclass")  # a whole (fine) class is forgotten, with its test images
 
 # Part of the cache keys of evaluation results (the oracles' metrics, per-method results): bump it when an

@@ -24,7 +24,7 @@ import torch
 from sklearn.svm import SVC
 from torch import nn
 
-from harness.evaluate.base import SAMPLE_KINDS, EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import SAMPLE_KINDS, SEQUENTIAL_KINDS, EvalContext, MetricInfo, register_evaluator
 from harness.protocol.splits import stable_seed
 from harness.training.loop import predict_logits
 
@@ -57,6 +57,9 @@ def shadow_members(retain: torch.Tensor, size: int, mode: str, seed: int) -> tor
 @register_evaluator("salun_mia", options=DEFAULTS, metrics=[
     MetricInfo("salun_mia", "SalUn MIA-Efficacy / AMUN's MIS: % of the forget set an SVM on true-label confidence "
                "calls non-member", scenarios=SAMPLE_KINDS, privacy=True, axis="privacy"),
+    MetricInfo("first_salun_mia", "sequential scenarios: SalUn's MIA-Efficacy on the first request's examples alone "
+               "(the same SVM); its gap at the last step against the first step is the forgetting-reversal measure",
+               scenarios=SEQUENTIAL_KINDS, privacy=True),
 ])
 def evaluate_salun_mia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
     opts = ctx.options("salun_mia")
@@ -77,8 +80,8 @@ def evaluate_salun_mia(model: nn.Module, ctx: EvalContext) -> dict[str, float]:
         test = test[torch.as_tensor(np.sort(rng.permutation(len(test))[:size]))]
     members = shadow_members(split.retain, size, opts["members"],
                              stable_seed("salun-mia", split.scenario.name, split.seed))
-    value = mia_efficacy(true_label_confidence(model, data.train_x[members], data.train_y[members]),
-                         true_label_confidence(model, data.test_x[test], data.test_y[test]),
-                         true_label_confidence(model, data.train_x[split.forget], data.train_y[split.forget]),
-                         float(opts["C"]), opts["gamma"])
-    return {"salun_mia": value}
+    shadow = true_label_confidence(model, data.train_x[members], data.train_y[members])
+    nonmember = true_label_confidence(model, data.test_x[test], data.test_y[test])
+    sets = {"salun_mia": split.forget, **({} if split.first is None else {"first_salun_mia": split.first})}
+    return {name: mia_efficacy(shadow, nonmember, true_label_confidence(model, data.train_x[f], data.train_y[f]),
+                               float(opts["C"]), opts["gamma"]) for name, f in sets.items()}

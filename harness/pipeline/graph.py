@@ -1,11 +1,13 @@
 """The job graph: the work of a suite as explicit jobs with dependencies, for any executor.
 
 Jobs are ``original`` (train on the full pool, one per seed), ``oracle`` (retrain on the retain split, one
-per (scenario, seed) and oracle index k < K), ``shadows`` (the shadow bank a scenario's evaluators need),
+per (scenario, seed) and oracle index k < K; a sequential scenario has K per step, each on the pool without the
+requests so far), ``shadows`` (the shadow bank a scenario's evaluators need),
 ``difficulty`` (a difficulty kind's per-example scores, from the shadow originals, once per suite), ``audit`` (a
 part of one method configuration's runs on the shadow bank), ``prepare`` (the per-method evaluators on those
 runs) and ``runs`` (every pending method run on one (scenario, seed): unlearn, then the evaluators, as
-:func:`harness.pipeline.row.produce_row` does them). Each job is a pure function of its spec and
+:func:`harness.pipeline.row.produce_row` does them; a sequential scenario's runs go step by step, each method
+on its own previous output, :func:`harness.pipeline.row.produce_sequential_rows`). Each job is a pure function of its spec and
 the :class:`JobEnv`; its output is stored by key -- models in the content-addressed artifact cache, rows
 (returned to the driver) in the results store by ``run_id`` -- so a job whose output exists costs a load.
 
@@ -33,9 +35,9 @@ from harness.evaluate.ulira import audit_parts, prepare_audit_part
 from harness.isolation.plugins import load_plugins
 from harness.isolation.workers import Isolation
 from harness.pipeline.options import Options
-from harness.pipeline.row import SeedContext, make_isolation, produce_row
+from harness.pipeline.row import SeedContext, make_isolation, produce_row, produce_sequential_rows
 from harness.protocol.methods import get_method
-from harness.protocol.scoring import ORACLE_METHOD
+from harness.protocol.scoring import ORACLE_METHOD, SEQUENTIAL
 from harness.protocol.splits import DIFFICULTY_KINDS, parse_scenario
 from harness.protocol.suite import Suite, SuiteData
 from harness.training.cache import ArtifactCache
@@ -84,6 +86,7 @@ class Job:
     runs: tuple = ()  # RunSpecs of a ``runs`` job, in plan order
     deps: tuple[str, ...] = ()
     gpu: bool = False  # asks the executor for a GPU (Ray: num_gpus)
+    step: int | None = None  # a sequential scenario's ``oracle`` job: the step whose split it retrains on
 
 
 @dataclass
@@ -157,8 +160,13 @@ def build_graph(pending: list, gpu: bool = False, suite: Suite | None = None,
         # a difficulty scenario's split needs its scores, which need the shadow originals: its oracles wait
         scores = [add(Job(f"difficulty/{kind}", "difficulty", 0, scenario, deps=tuple(originals)))] \
             if kind in DIFFICULTY_KINDS else []
-        deps += [add(Job(f"oracle/{scenario}/{seed}/{i}", "oracle", seed, scenario, i, deps=tuple(scores), gpu=gpu))
-                 for i in range(k)]
+        if kind == SEQUENTIAL:  # K oracles per step, each without the union of the requests so far
+            last = max(int(r.step) for r in runs)
+            deps += [add(Job(f"oracle/{scenario}/{seed}/s{step}/{i}", "oracle", seed, scenario, i, gpu=gpu,
+                             step=step)) for step in range(1, last + 1) for i in range(k)]
+        else:
+            deps += [add(Job(f"oracle/{scenario}/{seed}/{i}", "oracle", seed, scenario, i, deps=tuple(scores),
+                             gpu=gpu)) for i in range(k)]
         deps += originals
         if "shadow-bank" in needs and batch_shadows:
             deps.append(add(Job(f"shadow-retrained/{scenario}/all", "shadow-retrained", 0, scenario,
@@ -207,7 +215,7 @@ def is_stored(job: Job, env: JobEnv, data: SuiteData) -> bool:
         return False  # the split needs the scores: the job computes them (its dependency normally has)
     if job.kind == "difficulty":
         return True
-    split = scenario_split(ws, job.scenario, job.seed)
+    split = scenario_split(ws, job.scenario, job.seed, step=job.step)
     return cache.exists("oracle", oracle_key(env.suite, data, split, job.index))
 
 
@@ -295,7 +303,7 @@ def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = N
     if job.kind == "original":
         get_original(ws, job.seed)
     elif job.kind == "oracle":
-        get_oracle(ws, scenario_split(ws, job.scenario, job.seed, _WORKER["memo"]), job.index)
+        get_oracle(ws, scenario_split(ws, job.scenario, job.seed, _WORKER["memo"], job.step), job.index)
     elif job.kind == "difficulty":
         difficulty_scores(ws, parse_scenario(job.scenario).kind, _WORKER["memo"])
     elif job.kind in ("shadow-original", "shadow-retrained") and job.indices:
@@ -324,14 +332,23 @@ def execute_job(env: JobEnv, job: Job, on_row: Callable[[dict], None] | None = N
                 log.info("prepare %s for %s/%s failed (its rows will say why): %s", name, run.method,
                          job.scenario, exc)
     elif job.kind == "runs":
-        ctx = SeedContext(ws, job.scenario, job.seed, _WORKER["memo"], isolation=worker_isolation(env),
-                          results_root=Path(env.results_root))
-        for run in job.runs:
-            row = produce_row(run, ctx)
-            if on_row is not None:
-                on_row(row)
-            else:
-                rows.append(row)
+        emit = on_row if on_row is not None else rows.append
+        if parse_scenario(job.scenario).kind == SEQUENTIAL:
+            contexts: dict[int, SeedContext] = {}
+
+            def context(step: int) -> SeedContext:
+                if step not in contexts:
+                    contexts[step] = SeedContext(ws, job.scenario, job.seed, _WORKER["memo"],
+                                                 isolation=worker_isolation(env),
+                                                 results_root=Path(env.results_root), step=step)
+                return contexts[step]
+
+            produce_sequential_rows(list(job.runs), context, emit)
+        else:
+            ctx = SeedContext(ws, job.scenario, job.seed, _WORKER["memo"], isolation=worker_isolation(env),
+                              results_root=Path(env.results_root))
+            for run in job.runs:
+                emit(produce_row(run, ctx))
     else:
         raise ValueError(f"unknown job kind {job.kind!r}: expected one of {', '.join(JOB_KINDS)}")
     return JobResult(job.id, job.kind, rows, time.perf_counter() - start, cache.hits, cache.misses,

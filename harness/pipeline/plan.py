@@ -17,6 +17,7 @@ from harness.evaluate.base import check_evaluation
 from harness.pipeline.options import RunOptions  # re-exported: the flat layout's place
 from harness.protocol.hparams import config_hash, resolve_hparams, suite_layer, tuning_columns, tuning_record
 from harness.protocol.methods import METHODS, MethodSpec
+from harness.protocol.scoring import SEQUENTIAL, hparams_kind
 from harness.protocol.splits import parse_scenario
 from harness.protocol.suite import Suite
 from harness.training.cache import cache_key
@@ -33,11 +34,14 @@ class RunSpec:
     config_hash: str
     run_id: str
     tuning: dict[str, Any] = field(default_factory=dict)  # row columns: how this configuration was tuned
+    step: int | None = None  # sequential scenarios: the step (1..S) this run's row scores; None for other kinds
 
 
-def run_id_for(suite: Suite, scenario: str, seed: int, method: str, chash: str) -> str:
+def run_id_for(suite: Suite, scenario: str, seed: int, method: str, chash: str, step: int | None = None) -> str:
+    # the step joins the key only where there is one, so the other kinds' run ids stay as they were
+    extra = {} if step is None else {"step": step}
     return cache_key(suite=suite.name, version=suite.version, scenario=scenario, seed=seed, method=method,
-                     config=chash)[:20]
+                     config=chash, **extra)[:20]
 
 
 def select_methods(suite: Suite, requested: list[str], extra: list[str] = ()) -> list[MethodSpec]:
@@ -75,13 +79,17 @@ def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> lis
                 continue
             # per scenario kind: defaults < [method] < [method.<kind>] < --set (harness/protocol/hparams.py)
             overrides = options.overrides.get(spec.name, {})
-            hp = resolve_hparams(spec, suite_layer(suite.hparams, spec.name, kind), overrides,
+            layer = hparams_kind(kind)  # sequential runs use the random kind's settings
+            hp = resolve_hparams(spec, suite_layer(suite.hparams, spec.name, layer), overrides,
                                  where=f"suite {suite.name} / --set")
             chash = config_hash(spec.name, hp)
-            tuning = tuning_columns(tuning_record(suite.hparams, spec.name, kind), overridden=bool(overrides))
+            tuning = tuning_columns(tuning_record(suite.hparams, spec.name, layer), overridden=bool(overrides))
+            # a sequential scenario is one run per step (each its own row), executed in order (pipeline/graph.py)
+            steps = [None] if parsed.kind != SEQUENTIAL else list(range(1, parsed.steps + 1))
             for seed in seeds:
-                plan.append(RunSpec(scenario, seed, spec.name, hp, chash,
-                                    run_id_for(suite, scenario, seed, spec.name, chash), tuning))
+                for step in steps:
+                    plan.append(RunSpec(scenario, seed, spec.name, hp, chash,
+                                        run_id_for(suite, scenario, seed, spec.name, chash, step), tuning, step))
     return plan
 
 
@@ -97,4 +105,4 @@ def pending_runs(plan: list[RunSpec], store: ResultsStore, options: RunOptions) 
     """The planned runs without a stored row (all with ``force``; failed ones too with ``retry_failed``),
     grouped by (scenario, seed) so each split's original and oracles are built once."""
     pending = [r for r in plan if options.force or not store.exists(r.run_id) or should_retry(store, r, options)]
-    return sorted(pending, key=lambda r: (r.scenario, r.seed))
+    return sorted(pending, key=lambda r: (r.scenario, r.seed, r.step or 0))

@@ -11,11 +11,13 @@ be spread over several files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +77,11 @@ class SeedContext(InWorkspace):
     """
 
     def __init__(self, workspace: Workspace, scenario: str, seed: int, memo: dict,
-                 isolation: Isolation | None = None, results_root: Path | None = None):
+                 isolation: Isolation | None = None, results_root: Path | None = None, step: int | None = None):
         self.workspace, self.seed, self.memo = workspace, seed, memo
         self.isolation, self.results_root = isolation, results_root
-        self.split: Split = scenario_split(workspace, scenario, seed, memo)
+        # a sequential scenario's step: its split (forget = the union so far) and its own K oracles
+        self.split: Split = scenario_split(workspace, scenario, seed, memo, step)
         self._original: TrainedModel | None = None
         self._oracles: list[TrainedModel] | None = None
         self._oracle_metrics: list[dict[str, float]] | None = None
@@ -128,8 +131,14 @@ class SeedContext(InWorkspace):
         return MethodRun.select(spec, hparams, original, self.suite.model, self.data.train_x, self.data.train_y,
                                 forget, retain, num_classes=self.data.num_classes, scenario_kind=scenario.family,
                                 forget_class=scenario.forget_class, device=self.device,
-                                seed=stable_seed("unlearn", scenario.name, seed), augment=self.suite.unlearn_augment,
+                                seed=stable_seed("unlearn", scenario.name, seed, *self._step_part),
+                                augment=self.suite.unlearn_augment,
                                 original_key=original_key)
+
+    @property
+    def _step_part(self) -> tuple:
+        """What a sequential step adds to seeds (nothing for other kinds, whose seeds stay as they were)."""
+        return () if self.split.step is None else (f"step-{self.split.step}",)
 
     def oracle_metrics(self) -> list[dict[str, float]]:
         """Each oracle's metrics, evaluated as the retrain reference against the *other* oracles.
@@ -306,11 +315,53 @@ def base_row(suite: Suite, data: SuiteData, run: RunSpec, spec_kind: str, device
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "ok", "error": "",
         "grade": suite.grade,
         **(run.tuning or tuning_columns(None)),  # tuning_budget, tuning_trials, tuned_on, tuning_at_bound
+        # sequential rows only: the step they score (other kinds' rows keep their columns; readers see null)
+        **({} if run.step is None else {"step": int(run.step)}),
     }
 
 
 def produce_row(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     """Run one method on one (scenario, seed) and return its row (never raises for method faults)."""
+    return produce_scored(run, ctx)[0]
+
+
+def produce_sequential_rows(runs: list[RunSpec], context: Callable[[int], SeedContext],
+                            on_row: Callable[[dict[str, Any]], None]) -> None:
+    """The rows of a sequential scenario's runs (one (scenario, seed)), each method configuration's steps in order.
+
+    Step s gives the method the model it returned at step s - 1 (step 1: the original) and request s, with the
+    retain set of step s (the pool without requests 1..s); the row scores the returned model on step s's split
+    (forget = the union so far) against step s's K oracles. Steps before the last wanted one are run even when
+    their rows are stored (their model is the next step's input) and then not written again. After a step whose row
+    is not ok (failed, timeout, invalid: also a copy of an oracle) the chain is broken: later steps are failed rows
+    that name it. ``context(step)`` gives a step's context.
+    """
+    chains: dict[tuple[str, str], dict[int, RunSpec]] = {}
+    for run in runs:
+        chains.setdefault((run.method, run.config_hash), {})[int(run.step)] = run
+    for wanted in chains.values():
+        template = next(iter(wanted.values()))
+        model: nn.Module | None = None
+        broken = ""
+        for step in range(1, max(wanted) + 1):
+            ctx = context(step)
+            run = wanted.get(step) or dataclasses.replace(template, step=step, run_id=f"{template.run_id}-s{step}")
+            if broken:
+                if step in wanted:
+                    row = base_row(ctx.suite, ctx.data, run, get_method(run.method).kind, ctx.device)
+                    on_row(_failed(row, "failed", broken, 0.0))
+                continue
+            row, model = produce_scored(run, ctx, model)
+            if row["status"] != "ok":
+                broken = f"step {step} of this sequence ended {row['status']}: the later steps have no input model"
+            if step in wanted:
+                on_row(row)
+
+
+def produce_scored(run: RunSpec, ctx: SeedContext, start: nn.Module | None = None
+                   ) -> tuple[dict[str, Any], nn.Module | None]:
+    """:func:`produce_row`, and the model the method returned (None when it failed); ``start`` is the model the
+    method unlearns from (default: the original; a sequential step's predecessor's output)."""
     suite, data = ctx.suite, ctx.data
     spec = get_method(run.method)
     is_oracle = spec.name == ORACLE_METHOD
@@ -319,21 +370,22 @@ def produce_row(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
     row["limits"] = limits_label(ctx.isolation, ctx.device)
     row.update(split_hash=ctx.split.hash, original_key=ctx.original.key, oracle_key=ctx.oracle.key,
                oracle_keys=json.dumps([o.key for o in ctx.oracles]), oracle_train_s=ctx.oracle.train_seconds)
-    start = time.perf_counter()
+    began = time.perf_counter()
     try:
         if is_oracle:  # the retrain reference is oracle 0, served from the cache
             done = Unlearned(ctx.oracle.model, ctx.oracle.cost_seconds, ctx.oracle.train_seconds)
         else:
-            done = unlearn_measured(ctx.method_run(spec, run.hparams, ctx.original.model, ctx.split.forget,
-                                                   ctx.split.retain, run.seed, ctx.original.key),
-                                    ctx.cache, ctx.isolation)
+            # a sequential step's input is the previous step's output: no cache key names it (task.cached is off)
+            source, source_key = (ctx.original.model, ctx.original.key) if start is None else (start, None)
+            done = unlearn_measured(ctx.method_run(spec, run.hparams, source, ctx.split.given, ctx.split.retain,
+                                                   run.seed, source_key), ctx.cache, ctx.isolation)
         model, wall = done.model, done.wall_seconds
     except MethodFault as exc:
-        return _failed(row, exc.status, str(exc), time.perf_counter() - start)
+        return _failed(row, exc.status, str(exc), time.perf_counter() - began), None
     except InvalidOutput as exc:
-        return _failed(row, "invalid", str(exc), time.perf_counter() - start)
+        return _failed(row, "invalid", str(exc), time.perf_counter() - began), None
     except Exception as exc:  # noqa: BLE001 - a method's crash becomes a failed row; others go on
-        return _failed(row, "failed", _format_exception(exc), time.perf_counter() - start)
+        return _failed(row, "failed", _format_exception(exc), time.perf_counter() - began), None
     row.update(cost_columns(done, ctx.oracle, suite.max_time_ratio))
     if not is_oracle:  # a copy of an oracle, by weights or by its predictions on the test split
         fraction = float(suite.evaluate.get("copy_tv_fraction", COPY_TV_FRACTION))
@@ -341,7 +393,7 @@ def produce_row(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
                                          fraction)
         row.update(evidence.columns())
         if evidence.reason:
-            return _failed(row, "invalid", evidence.reason, wall)
+            return _failed(row, "invalid", evidence.reason, wall), None
     seconds: dict[str, float] = {}
     try:
         if is_oracle:  # the mean of the K oracles, each scored against the others
@@ -350,15 +402,15 @@ def produce_row(run: RunSpec, ctx: SeedContext) -> dict[str, Any]:
             metrics = evaluate_model(model, ctx.eval_context(spec, run.hparams, run_cpu_seconds=done.cpu_seconds),
                                      seconds=seconds)
     except MethodFault as exc:  # a shadow run of the same method (U-LiRA, MIA-NN) failed
-        return _failed(row, exc.status, f"in a shadow run for an evaluator: {exc}", time.perf_counter() - start)
+        return _failed(row, exc.status, f"in a shadow run for an evaluator: {exc}", time.perf_counter() - began), None
     except EvaluatorFailure as exc:
-        return _failed(row, "failed", str(exc), time.perf_counter() - start)
+        return _failed(row, "failed", str(exc), time.perf_counter() - began), None
     row.update(metrics)
     row["evaluator_seconds"] = json.dumps({k: round(v, 4) for k, v in seconds.items()}, sort_keys=True)
     row.update(consistency_columns(metrics))
     row.update(gaps(metrics, ctx, is_reference=is_oracle))
     row.update(_noop(model, ctx))
-    return row
+    return row, model
 
 
 def cost_columns(done: Unlearned, oracle: TrainedModel, budget: float | None) -> dict[str, Any]:

@@ -16,12 +16,21 @@ forget class (train images vs test images of that class), which can vary there.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 # Every scenario kind (harness/protocol/splits.py parses them; docs/scenarios.md defines them)
-SCENARIO_KINDS = ("random", "class", "memorised", "entangled", "subclass")
+SCENARIO_KINDS = ("random", "class", "memorised", "entangled", "subclass", "sequential")
+SEQUENTIAL = "sequential"  # S requests of P % each, one after another (docs/scenarios.md)
+_SEQUENTIAL_NAME = re.compile(r"^sequential-(\d+)x")
+
+
+def sequential_steps(scenario: str) -> int | None:
+    """The step count S of a ``sequential-SxP`` scenario name, else None (torch-free, for the leaderboard)."""
+    match = _SEQUENTIAL_NAME.match(str(scenario))
+    return int(match.group(1)) if match else None
 
 
 def kind_family(kind: str) -> str:
@@ -30,15 +39,23 @@ def kind_family(kind: str) -> str:
     return "class" if kind == "class" else "random"
 
 
+def hparams_kind(kind: str) -> str:
+    """The scenario kind whose hyper-parameters (``[method.<kind>]``, tuned or not) a kind's runs use: its own,
+    except sequential scenarios, which use the random kind's (each step forgets a random request; not tuned on
+    its own yet, docs/scenarios.md)."""
+    return "random" if kind == SEQUENTIAL else kind
+
+
 ORACLE_METHOD = "retrain"  # the reference row served by the K oracles (harness/pipeline/references.py registers it)
 ACCURACY_TERMS = ("forget_acc", "retain_acc", "test_acc")
 _RANDOM_AVG = (*ACCURACY_TERMS, "salun_mia")
 _RFT = (*ACCURACY_TERMS, "rmia_ft_auc")
 # Difficulty kinds forget sets of examples, as random ones do: the same terms. Sub-class forgetting is scored as
 # class forgetting is: forget-class train vs test images (RMIA), since the forgotten fine class has test images.
+# A sequential step is scored as random forgetting of the union of the requests so far.
 HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
     "avg_gap": {"random": _RANDOM_AVG, "class": _RFT, "memorised": _RANDOM_AVG, "entangled": _RANDOM_AVG,
-                "subclass": _RFT},
+                "subclass": _RFT, "sequential": _RANDOM_AVG},
     "avg_gap_rmia": {kind: _RFT for kind in SCENARIO_KINDS},
     # The leaderboard's utility axis: the accuracy gaps alone (the privacy axis is judged attack by attack).
     "utility_gap": {kind: ACCURACY_TERMS for kind in SCENARIO_KINDS},

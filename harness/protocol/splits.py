@@ -12,7 +12,9 @@ tells the two apart (docs/reliability.md). The examples outside a pool are membe
 **Scenario kinds** (docs/scenarios.md): ``random-P`` and ``class-K``; ``memorised-P-T`` and ``entangled-P-T``
 (P percent of the pool drawn from tier T = low / medium / high of a per-example difficulty score, which the
 caller passes in: :mod:`harness.training.difficulty` computes it from the shadow bank's originals); and
-``subclass-K`` (every example of fine class K, in a suite whose model predicts coarse groups of fine classes).
+``subclass-K`` (every example of fine class K, in a suite whose model predicts coarse groups of fine classes);
+and ``sequential-SxP`` (S disjoint requests of P percent of the pool each, forgotten one after another: a split
+per step s, whose ``forget`` is the union of requests 1..s, ``request`` request s and ``first`` request 1).
 A kind's *family* is what a method is told and declares support for: ``class`` for class forgetting, ``random``
 for every other kind (a set of examples is forgotten and no label disappears).
 """
@@ -27,12 +29,13 @@ import numpy as np
 import torch
 
 from harness.core.registry import did_you_mean
-from harness.protocol.scoring import SCENARIO_KINDS, kind_family
+from harness.protocol.scoring import SCENARIO_KINDS, SEQUENTIAL, kind_family
 
 _PERCENT = r"(\d+(?:\.\d+)?)"
-_SCENARIO = re.compile(rf"^(random)-{_PERCENT}$|^(class|subclass)-(\d+)$|^(memorised|entangled)-{_PERCENT}-(\w+)$")
+_SCENARIO = re.compile(rf"^(random)-{_PERCENT}$|^(class|subclass)-(\d+)$|^(memorised|entangled)-{_PERCENT}-(\w+)$"
+                       rf"|^(sequential)-(\d+)x{_PERCENT}$")
 SCENARIO_FORMS = ("'random-P' (0<P<100) or 'class-K', or one of 'subclass-K', 'memorised-P-T', 'entangled-P-T' "
-                  "(T: low, medium, high)")
+                  "(T: low, medium, high), 'sequential-SxP' (S requests of P percent each)")
 DIFFICULTY_KINDS = ("memorised", "entangled")  # forget sets chosen by a per-example score (harness/training/difficulty.py)
 TIERS = ("low", "medium", "high")  # terciles of the pool's scores
 KINDS = SCENARIO_KINDS  # every scenario kind, in the order documents list them
@@ -45,11 +48,15 @@ class Scenario:
     sample of fine class K while the model predicts its coarse group)."""
 
     kind: str  # one of KINDS
-    value: float  # percent for random and difficulty kinds, class index for class, fine class for subclass
+    value: float  # percent for random, difficulty and sequential kinds (per request), class index for class,
+    # fine class for subclass
     tier: str = ""  # difficulty kinds: one of TIERS
+    steps: int = 0  # sequential: the number of requests S
 
     @property
     def name(self) -> str:
+        if self.kind == SEQUENTIAL:
+            return f"{SEQUENTIAL}-{self.steps}x{self.value:g}"
         if self.kind == "random":
             return f"random-{self.value:g}"
         if self.kind in DIFFICULTY_KINDS:
@@ -80,6 +87,11 @@ def parse_scenario(text: str, num_classes: int | None = None) -> Scenario:
     match = _SCENARIO.match(text.strip())
     if not match:
         raise ValueError(f"unknown scenario {text!r}: expected {SCENARIO_FORMS}")
+    if match.group(8):
+        steps, percent = int(match.group(9)), float(match.group(10))
+        if steps < 1 or not 0 < percent < 100 or steps * percent >= 100:
+            raise ValueError(f"scenario {text!r}: needs S >= 1 requests of P percent with 0 < S * P < 100")
+        return Scenario(SEQUENTIAL, percent, steps=steps)
     if match.group(1) or match.group(5):
         percent = float(match.group(2) or match.group(6))
         if not 0 < percent < 100:
@@ -124,11 +136,24 @@ class Split:
     test_forget: torch.Tensor  # test positions of the forget class (empty for random)
     # Train positions in no model of this seed (outside the original's pool); empty when the pool is everything.
     outside: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    # Sequential scenarios: the step s (1-based; None for every other kind), request s (what the method is given
+    # to forget at this step: ``forget`` is the union of requests 1..s) and request 1 (the reversal measure's set)
+    step: int | None = None
+    request: torch.Tensor | None = None
+    first: torch.Tensor | None = None
 
     @property
     def hash(self) -> str:
         # ``outside`` is the complement of forget and retain: hashing those already covers it
-        return hash_indices(self.forget, self.retain, self.test_retain, self.test_forget)
+        if self.step is None:  # the other kinds' hashes stay as they were
+            return hash_indices(self.forget, self.retain, self.test_retain, self.test_forget)
+        return hash_indices(self.forget, self.retain, self.test_retain, self.test_forget, self.request,
+                            torch.tensor([self.step]))
+
+    @property
+    def given(self) -> torch.Tensor:
+        """The forget set a method receives: request s at a sequential step, else the whole forget set."""
+        return self.forget if self.request is None else self.request
 
     @property
     def pool(self) -> torch.Tensor:
@@ -171,17 +196,35 @@ def difficulty_tier(members: np.ndarray, scores: np.ndarray, tier: str) -> np.nd
     return np.sort(thirds[TIERS.index(tier)])
 
 
+def sequential_requests(suite: str, scenario: Scenario, seed: int, members: np.ndarray) -> list[np.ndarray]:
+    """The S disjoint requests of a sequential scenario, each P percent of the pool (sorted positions): one seeded
+    draw of S * n positions without replacement, cut into S consecutive parts (request s is the s-th part)."""
+    n_request = max(1, round(len(members) * scenario.value / 100.0))
+    rng = np.random.default_rng(stable_seed(suite, scenario.name, seed))
+    drawn = rng.choice(members, n_request * scenario.steps, replace=False)
+    return [np.sort(drawn[i * n_request:(i + 1) * n_request]) for i in range(scenario.steps)]
+
+
 def make_split(suite: str, scenario: Scenario, seed: int, train_y: torch.Tensor, test_y: torch.Tensor,
                pool: torch.Tensor | None = None, scores: np.ndarray | None = None,
-               fine: tuple[torch.Tensor, torch.Tensor] | None = None) -> Split:
+               fine: tuple[torch.Tensor, torch.Tensor] | None = None, step: int | None = None) -> Split:
     """Deterministic, disjoint forget/retain split of the original's ``pool`` (default: the whole train set).
 
     Difficulty kinds need ``scores`` (one per train position, higher = harder); ``subclass`` needs the fine
-    labels of the train and test sets (``fine``)."""
+    labels of the train and test sets (``fine``); ``sequential`` needs the ``step`` (1..S): its forget set is
+    the union of the first ``step`` requests, its retain set the pool without them."""
     n = len(train_y)
     members = np.arange(n) if pool is None else np.sort(np.asarray(pool, dtype=np.int64))
     test_retain, test_forget = np.arange(len(test_y)), np.arange(0)
-    if scenario.kind == "random":
+    requests: list[np.ndarray] = []
+    if (scenario.kind == SEQUENTIAL) != (step is not None):
+        raise ValueError(f"scenario {scenario.name}: a step is given for sequential scenarios, and only for them")
+    if scenario.kind == SEQUENTIAL:
+        if not 1 <= step <= scenario.steps:
+            raise ValueError(f"scenario {scenario.name}: step must be in 1..{scenario.steps}, got {step}")
+        requests = sequential_requests(suite, scenario, seed, members)
+        forget = np.sort(np.concatenate(requests[:step]))
+    elif scenario.kind == "random":
         rng = np.random.default_rng(stable_seed(suite, scenario.name, seed))
         n_forget = max(1, int(round(len(members) * scenario.value / 100.0)))
         # the whole-set draw is kept as it was, so splits (and caches) of pool = "all" suites stay the same
@@ -218,8 +261,10 @@ def make_split(suite: str, scenario: Scenario, seed: int, train_y: torch.Tensor,
     outside = np.ones(n, dtype=bool)
     outside[members] = False
     as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))
+    sequential = {} if not requests else {"step": step, "request": as_t(requests[step - 1]),
+                                          "first": as_t(requests[0])}
     return Split(scenario, seed, as_t(forget), as_t(np.flatnonzero(mask)), as_t(test_retain), as_t(test_forget),
-                 as_t(np.flatnonzero(outside)))
+                 as_t(np.flatnonzero(outside)), **sequential)
 
 
 def sample_forget_within(pool: np.ndarray, scenario: Scenario, train_y: torch.Tensor, rng: np.random.Generator,

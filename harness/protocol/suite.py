@@ -125,13 +125,14 @@ class Suite:
         """The train positions the original of ``seed`` trains on (its pool)."""
         return original_pool(self.name, self.pool, seed, data.strata)
 
-    def split(self, data: SuiteData, scenario: Scenario | str, seed: int, scores: np.ndarray | None = None) -> Split:
+    def split(self, data: SuiteData, scenario: Scenario | str, seed: int, scores: np.ndarray | None = None,
+              step: int | None = None) -> Split:
         """The forget/retain split of (scenario, seed) inside that seed's pool; a difficulty scenario needs its
-        ``scores`` (:func:`harness.training.difficulty.scenario_split` passes them)."""
+        ``scores`` (:func:`harness.training.difficulty.scenario_split` passes them), a sequential one its ``step``."""
         scenario = parse_scenario(scenario, data.num_classes) if isinstance(scenario, str) else scenario
         pool = None if self.pool == "all" else self.original_positions(data, seed)
         fine = None if data.train_fine is None else (data.train_fine, data.test_fine)
-        return make_split(self.name, scenario, seed, data.train_y, data.test_y, pool, scores, fine)
+        return make_split(self.name, scenario, seed, data.train_y, data.test_y, pool, scores, fine, step)
 
     @property
     def evaluators(self) -> tuple[str, ...]:

@@ -109,8 +109,10 @@ def difficulty_scores(ws: Workspace, kind: str, memo: dict | None = None) -> np.
     return scores
 
 
-def scenario_split(ws: Workspace, scenario: Scenario | str, seed: int, memo: dict | None = None) -> Split:
-    """The split of (scenario, seed): :meth:`Suite.split`, with the difficulty scores a difficulty kind needs."""
+def scenario_split(ws: Workspace, scenario: Scenario | str, seed: int, memo: dict | None = None,
+                   step: int | None = None) -> Split:
+    """The split of (scenario, seed) (and ``step``, sequential scenarios): :meth:`Suite.split`, with the
+    difficulty scores a difficulty kind needs."""
     scenario = parse_scenario(scenario, ws.data.num_classes) if isinstance(scenario, str) else scenario
     scores = difficulty_scores(ws, scenario.kind, memo) if scenario.kind in DIFFICULTY_KINDS else None
-    return ws.suite.split(ws.data, scenario, seed, scores)
+    return ws.suite.split(ws.data, scenario, seed, scores, step)

@@ -30,7 +30,7 @@ from harness.pipeline.options import Options
 from harness.pipeline.plan import select_methods
 from harness.protocol.datasets import load_dataset
 from harness.protocol.methods import MethodSpec, PluginError
-from harness.protocol.scoring import SCENARIO_KINDS, kind_family
+from harness.protocol.scoring import SCENARIO_KINDS, SEQUENTIAL, hparams_kind, kind_family
 from harness.protocol.splits import parse_scenario
 from harness.protocol.suite import Suite, load_suite, split_definition, suite_path
 
@@ -89,11 +89,19 @@ def run_tune(request: TuneRequest, report: Callable[[str], None] = print) -> lis
         raise PluginError("; ".join(f.error for f in failures))
     specs = tunable_methods(suite, request.methods, plugin_names)
     validation = build_validation_suite(suite, request)
-    suite_kinds = [k for k in SCENARIO_KINDS if any(parse_scenario(s).kind == k for s in suite.scenarios)]
+    present = [k for k in SCENARIO_KINDS if any(parse_scenario(s).kind == k for s in suite.scenarios)]
+    # sequential runs use the random kind's settings (harness.protocol.scoring.hparams_kind): not tuned on their own
+    suite_kinds = [k for k in present if hparams_kind(k) == k]
+    if SEQUENTIAL in request.kinds:
+        raise ValueError("--kinds 'sequential': sequential scenarios use the random kind's hyper-parameters "
+                         "(docs/scenarios.md); tune --kinds random on a suite with a random-P scenario")
     bad = [k for k in request.kinds if k not in suite_kinds]
     if bad:
         raise ValueError(f"--kinds {bad[0]!r}: suite {suite.name} has scenario kinds {', '.join(suite_kinds)}")
     kinds = request.kinds or suite_kinds
+    if SEQUENTIAL in present:
+        report(f"suite {suite.name}: sequential scenarios are not tuned; their runs use the random kind's "
+               "hyper-parameters")
     options = default_options(request.out / "validation-results",
                               dataclasses.replace(request, cache_dir=request.cache_dir or request.out / "cache"))
     report(f"tuning {len(specs)} method(s) of {suite.name} with {request.budget} trials per (method, kind) on "
