@@ -61,7 +61,7 @@ def test_the_quick_look_takes_the_first_scenario_of_each_kind_the_method_handles
     from harness.protocol.suite import load_suite
 
     suite = dataclasses.replace(load_suite("digits-smoke"), scenarios=(
-        "random-10", "memorised-10-high", "class-0", "random-20", "memorised-10-low", "class-1"))
+        "random-10", "memorised-10-high", "sequential-3x5", "class-0", "random-20", "memorised-10-low", "class-1"))
     assert quick_suite(suite, {"random"}).scenarios == ("random-10", "memorised-10-high")
     assert quick_suite(suite, {"random", "class"}).scenarios == ("random-10", "memorised-10-high", "class-0")
     only_class = quick_suite(suite, {"class"})

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.pipeline.options import Options, RunOptions
-from harness.protocol.scoring import ORACLE_METHOD
+from harness.protocol.scoring import ORACLE_METHOD, SEQUENTIAL
 from harness.protocol.splits import parse_scenario
 from harness.protocol.suite import Suite
 
@@ -47,11 +47,12 @@ class QuickRequest(Options):
 
 def quick_suite(suite: Suite, kinds: set[str]) -> Suite:
     """The suite reduced to its first scenario of each kind whose family (``kinds``: random, class) the method
-    handles, and the cheap evaluators (same name: the same cached models)."""
+    handles, and the cheap evaluators (same name: the same cached models). Sequential kinds are left out: a
+    request sequence is S runs, each with oracles of its own, not a quick look."""
     scenarios, seen = [], set()
     for name in suite.scenarios:
         scenario = parse_scenario(name)
-        if scenario.kind not in seen and scenario.family in kinds:
+        if scenario.kind not in seen and scenario.family in kinds and scenario.kind != SEQUENTIAL:
             seen.add(scenario.kind)
             scenarios.append(name)
     evaluate = {**suite.evaluate, "evaluators": [e for e in QUICK_EVALUATORS if e in suite.evaluators or e == "accuracy"]}
