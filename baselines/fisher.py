@@ -64,6 +64,12 @@ def per_sample_fisher(model: nn.Module, x: torch.Tensor, num_classes: int,
     return total
 
 
+def _recorder(seen: dict, name: str):
+    def hook(_m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        seen[name] = (inputs[0].detach(), output)
+    return hook
+
+
 def linear_fisher(model: nn.Module, x: torch.Tensor, num_classes: int,
                   chunk: int = 1024) -> dict[str, torch.Tensor] | None:
     """The same sums as :func:`per_sample_fisher`, exactly, for a model whose trainable parameters all belong to
@@ -79,13 +85,7 @@ def linear_fisher(model: nn.Module, x: torch.Tensor, num_classes: int,
     for start in range(0, len(x), chunk):
         xs = x[start:start + chunk]
         seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-        def recorder(name: str):
-            def hook(_m: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-                seen[name] = (inputs[0].detach(), output)
-            return hook
-
-        handles = [m.register_forward_hook(recorder(n)) for n, m in linears.items()]
+        handles = [m.register_forward_hook(_recorder(seen, n)) for n, m in linears.items()]
         try:
             logits = model(xs)
         finally:
