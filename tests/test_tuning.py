@@ -48,13 +48,14 @@ def _tunable() -> dict[str, MethodSpec]:
 
 def test_every_builtin_method_declares_a_comparable_search_space():
     specs = _tunable()
-    assert len(specs) >= 15  # 10 baselines, 4 AMUN variants, TRW
+    assert len(specs) >= 21  # 16 baselines, 4 AMUN variants, TRW
     for name, spec in specs.items():
         assert 1 <= len(spec.search_space) <= 3, f"{name}: {len(spec.search_space)} knobs"
         for knob_name, knob in spec.search_space.items():
             assert knob_name in spec.hparams
             knob.check(f"{name}.{knob_name}")
-        step = spec.search_space.get("lr") or spec.search_space.get("alpha")  # SSD takes no gradient steps
+        # SSD, Fisher forgetting and SVD take no gradient steps: their strength is alpha (SVD: the forget space's)
+        step = spec.search_space.get("lr") or spec.search_space.get("alpha") or spec.search_space.get("alpha_f")
         assert isinstance(step, LogUniform), f"{name}: its step size is not searched on a log scale"
         assert math.log10(step.high / step.low) >= 4, f"{name}: {step} is not a wide range"
     # AMUN is searched the way its authors search it: lr and the StepLR step

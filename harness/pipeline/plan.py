@@ -6,6 +6,7 @@ configuration on one (scenario, seed), identified by a ``run_id`` that names its
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from harness.protocol.scoring import SEQUENTIAL, hparams_kind
 from harness.protocol.splits import parse_scenario
 from harness.protocol.suite import Suite
 from harness.training.cache import cache_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ def plan_runs(suite: Suite, options: RunOptions, specs: list[MethodSpec]) -> lis
         raise KeyError(f"--set names method {name!r}, which is not selected{did_you_mean(name, [s.name for s in specs])}")
     plan = []
     for spec in specs:
+        unsupported = [s for s in scenarios if not spec.supports(parse_scenario(s).family)]
+        if unsupported and spec.name in (options.methods or ()):  # asked for by name: say why it is not run
+            log.warning("method %r handles %s scenarios only: not run on %s", spec.name,
+                        " and ".join(spec.scenarios), ", ".join(unsupported))
         for scenario in scenarios:
             parsed = parse_scenario(scenario)
             kind = parsed.kind
