@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.core.registry import load_extension_file
 from harness.core.results import ResultsStore
 from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
@@ -71,6 +72,8 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
     cache = ArtifactCache(options.cache_dir)
     executor = early_pool(suite, options, cache.root)
     try:
+        for path in options.evaluator_plugins:  # the user's own evaluators, datasets, models (the CLI loaded them)
+            load_extension_file(path)
         plugin_names, plugin_failures = load_plugins(options.plugins)
         specs = select_methods(suite, options.methods, plugin_names)
         if options.references:
