@@ -51,7 +51,7 @@ def write_npz(path: Path, n_train: int = 160, n_test: int = 48, size: int = 8, s
         x = rng.uniform(0, 1, (n, size, size, 3))
         h = size // 2
         for i, c in enumerate(y):
-            x[i, (c // 2) * h:(c // 2) * h + h, (c % 2) * h:(c % 2) * h + h] += 0.3
+            x[i, (c // 2) * h:(c // 2) * h + h, (c % 2) * h:(c % 2) * h + h] += 0.1
         return (np.clip(x, 0, 1) * 255).astype(np.uint8), y
 
     x_train, y_train = make(n_train)
