@@ -278,6 +278,10 @@ def linear(input_shape, num_classes):
     data = suite.load_data()
     assert data.num_classes == 2 and len(data.fingerprint) > 24
     assert build_model(suite.model, data.input_shape, data.num_classes)(data.train_x[:2]).shape == (2, 2)
+    from harness.pipeline.driver import RunOptions, run_suite
+
+    with pytest.raises(ValueError, match="sandboxed method workers cannot import"):  # said before anything trains
+        run_suite(suite, RunOptions(isolate=True, results_root=tmp_path / "r", cache_dir=tmp_path / "c"))
 
 
 # ------------------------------------------------------------------------------------------------- the real CLI

@@ -174,6 +174,7 @@ class Registry(MutableMapping[str, T]):
 
 # ---------------------------------------------------------------- driver-side plugin files
 
+EXTENSION_MODULE_PREFIX = "unlearn_bench_extension_"  # the module name a plugin file is imported under
 _EXTENSIONS: dict[str, list[str]] = {}  # resolved path -> what the file registered ("evaluator 'x'", ...)
 
 
@@ -200,7 +201,7 @@ def load_extension_file(path: str | Path) -> list[str]:
     for registry in _REGISTRIES:
         registry.load_builtins()  # a plugin must not take a built-in's name before the built-ins are in
     before = {id(r): set(r._entries) for r in _REGISTRIES}
-    module_name = f"unlearn_bench_extension_{file.stem.replace('-', '_')}"
+    module_name = EXTENSION_MODULE_PREFIX + file.stem.replace("-", "_")
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
         raise ExtensionError(f"plugin file {file.name} cannot be imported as a Python module")
