@@ -327,7 +327,7 @@ def _run_and_board(tmp_path: Path, suite_file: Path, extra: tuple[str, ...] = ()
     assert proc.returncode == 0, proc.stderr[-3000:]
     import pandas as pd
 
-    rows = pd.read_parquet(results / load_suite(str(suite_file)).name)
+    rows = pd.read_parquet(results / suite_file.stem)  # the file is named for its suite
     assert (rows["status"] == "ok").all(), rows[["method", "seed", "error"]]
     assert rows["loss_mia_auc"].notna().all() and rows["gap_loss_mia_auc"].notna().all()
     meta = json.loads(rows["metric_meta"].iloc[0])["loss_mia_auc"]
