@@ -209,7 +209,7 @@ def load_extension_file(path: str | Path) -> list[str]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - reported as one line naming the file
+    except Exception as exc:  # reported as one line naming the file
         sys.modules.pop(module_name, None)
         raise ExtensionError(f"plugin file {file.name} failed to import: {type(exc).__name__}: {exc}") from exc
     added = [f"{r.kind} {name!r}" for r in _REGISTRIES for name in sorted(set(r._entries) - before.get(id(r), set()))]

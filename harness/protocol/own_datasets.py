@@ -49,6 +49,8 @@ def load_imagefolder(root: str | Path | None = None) -> DatasetArrays:
         raise DatasetNotFound(f"imagefolder needs a root: set [data] root = \"<folder>\" in the suite (or pass "
                               f"--data-root) to a folder laid out as {IMAGEFOLDER_LAYOUT}")
     base = Path(root)
+    if not base.is_dir():
+        raise DatasetNotFound(f"imagefolder: the folder {base} does not exist; expected {IMAGEFOLDER_LAYOUT}")
     split_tree = (base / "train").is_dir() and (base / "test").is_dir()
     tree = base / "train" if split_tree else base
     classes = _class_folders(tree) if tree.is_dir() else []
@@ -69,7 +71,7 @@ def load_imagefolder(root: str | Path | None = None) -> DatasetArrays:
         train_files, test_files = [], []
         for i, c in enumerate(names):
             order = rng.permutation(len(files[c]))
-            n_test = int(round(HELD_OUT * len(order)))
+            n_test = round(HELD_OUT * len(order))
             test_files += [(files[c][j], i) for j in sorted(order[:n_test])]
             train_files += [(files[c][j], i) for j in sorted(order[n_test:])]
     everything = [f for f, _ in train_files + test_files]

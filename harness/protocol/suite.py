@@ -11,6 +11,7 @@ evaluators it names live in their own modules).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import tomllib
@@ -125,22 +126,14 @@ class Suite:
         tr = stratified_subset(arrays.train_y, self.train_subset, self.subset_seed)
         te = stratified_subset(arrays.test_y, self.test_subset, self.subset_seed + 1)
         fp = f"{arrays.fingerprint}-{hash_indices(tr, te)}"
-        train_x, test_x = arrays.train_x[tr], arrays.test_x[te]
-        stats: dict[str, tuple[float, ...]] = {}
-        if self.normalize == "per-channel":  # the same for every dataset: statistics of the train pool only
-            mean = train_x.double().mean(dim=(0, 2, 3))
-            std = train_x.double().std(dim=(0, 2, 3)).clamp_min(1e-6)
-            shape = (1, -1, 1, 1)
-            train_x = ((train_x - mean.view(shape).float()) / std.view(shape).float()).contiguous()
-            test_x = ((test_x - mean.view(shape).float()) / std.view(shape).float()).contiguous()
-            stats = {"mean": tuple(mean.tolist()), "std": tuple(std.tolist())}
-            fp = f"{fp}-norm"  # the statistics are a function of the data: the suffix says they were applied
         if not self.groups:
-            return SuiteData(train_x, arrays.train_y[tr], test_x, arrays.test_y[te], arrays.num_classes, fp, **stats)
+            return normalized(SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
+                                        arrays.num_classes, fp), self.normalize)
         coarse = coarse_map(self.groups, arrays.num_classes, self.path or self.name)
         groups_id = hashlib.sha256(repr(self.groups).encode()).hexdigest()[:8]
-        return SuiteData(train_x, coarse[arrays.train_y[tr]], test_x, coarse[arrays.test_y[te]],
-                         len(self.groups), f"{fp}-groups{groups_id}", arrays.train_y[tr], arrays.test_y[te], **stats)
+        return normalized(SuiteData(arrays.train_x[tr], coarse[arrays.train_y[tr]], arrays.test_x[te],
+                                    coarse[arrays.test_y[te]], len(self.groups), f"{fp}-groups{groups_id}",
+                                    arrays.train_y[tr], arrays.test_y[te]), self.normalize)
 
     def original_positions(self, data: SuiteData, seed: int) -> torch.Tensor:
         """The train positions the original of ``seed`` trains on (its pool)."""
@@ -157,6 +150,22 @@ class Suite:
     @property
     def evaluators(self) -> tuple[str, ...]:
         return tuple(self.evaluate.get("evaluators", ("accuracy",)))
+
+
+def normalized(data: SuiteData, mode: str) -> SuiteData:
+    """``[data] normalize``: ``per-channel`` standardises train and test images by the train pool's per-channel
+    mean and std (never the test images'), the same for every dataset; ``none`` returns ``data`` as it is."""
+    if mode == "none":
+        return data
+    if mode != "per-channel":
+        raise SuiteError(f"[data] normalize must be one of {', '.join(NORMALIZE)}, got {mode!r}")
+    mean = data.train_x.double().mean(dim=(0, 2, 3))
+    std = data.train_x.double().std(dim=(0, 2, 3)).clamp_min(1e-6)
+    scale = lambda x: ((x - mean.view(1, -1, 1, 1).float()) / std.view(1, -1, 1, 1).float()).contiguous()
+    # the statistics are a function of the data: the suffix says they were applied
+    return dataclasses.replace(data, train_x=scale(data.train_x), test_x=scale(data.test_x),
+                               fingerprint=f"{data.fingerprint}-norm", mean=tuple(mean.tolist()),
+                               std=tuple(std.tolist()))
 
 
 def coarse_map(groups: tuple[tuple[int, ...], ...], num_classes: int, where: str) -> torch.Tensor:
