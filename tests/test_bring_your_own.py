@@ -355,6 +355,9 @@ def test_an_imagefolder_suite_with_a_timm_model_and_a_plugin_evaluator_end_to_en
     suite_file.write_text(SUITE.format(name="byo-imagefolder", plugins="", dataset="imagefolder",
                                        root=tmp_path / "imgs", model=TIMM_MODEL))
     _run_and_board(tmp_path, suite_file, ("--evaluator-plugin", str(ATTACK)))
+    check = _cli("verify", str(tmp_path / "results"), "--sample", "2", "--cache-dir", str(tmp_path / "cache"),
+                 "--evaluator-plugin", str(ATTACK))  # a BatchNorm timm model's rows reproduce
+    assert check.returncode == 0 and "2 of 2 re-run rows match" in check.stdout, check.stdout + check.stderr
 
 
 @pytest.mark.slow
