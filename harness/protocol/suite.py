@@ -240,7 +240,7 @@ def _model(doc: dict, path: str) -> str:
     arguments = {k: v for k, v in table.items() if k != "name"}
     params = inspect.signature(MODELS[name]).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        takes = [p for p in list(params)[2:]]  # after (input_shape, num_classes)
+        takes = list(params)[2:]  # after (input_shape, num_classes)
         for key in arguments:
             if key not in takes:
                 known = did_you_mean(key, ["name", *takes])
