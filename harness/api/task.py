@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from harness.training.loop import Batch, batches
+from harness.training.loop import Batch, batches, has_batchnorm
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ class UnlearningTask:
     def forget_loader(self, batch_size: int = 128, shuffle: bool = True, augment: bool = False) -> Iterator[Batch]:
         """Mini-batches of the forget set (a fresh iterator each call, shuffled with the task's generator)."""
         return batches(self.forget.x, self.forget.y, batch_size, self.generator, shuffle,
-                       self.augment if augment else "none")
+                       self.augment if augment else "none", fold_single=has_batchnorm(self.model))
 
     def retain_loader(self, batch_size: int = 128, shuffle: bool = True, augment: bool = False) -> Iterator[Batch]:
         if self.retain is None:
             raise PermissionError("this method was registered with needs_retain=False: it has no retain data")
         return batches(self.retain.x, self.retain.y, batch_size, self.generator, shuffle,
-                       self.augment if augment else "none")
+                       self.augment if augment else "none", fold_single=has_batchnorm(self.model))
 
     def fresh_model(self, seed: int = 0) -> nn.Module:
         """A randomly initialised model of the original's architecture (e.g. an incompetent teacher)."""

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.core.registry import load_extension_file
 from harness.protocol.methods import PluginError
 
 DEFAULT_SUITE = "fmnist-quick"
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a hyper-parameter (repeatable)")
     run.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py",
                      help="load methods from a Python file (repeatable)")
+    _add_evaluator_plugin(run)
     run.add_argument("--results", type=Path, default=Path("results"), help="results folder (default ./results)")
     run.add_argument("--cache-dir", type=Path, default=None, help="artifact cache (default ~/.cache/unlearn-bench)")
     run.add_argument("--data-root", default=None, help="folder with the dataset files")
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--suite", default=None,
                        help="one suite, by name or suite-file path (default: every suite with results)")
     board.add_argument("--results", type=Path, default=Path("results"))
+    _add_evaluator_plugin(board)
     board.add_argument("--out", type=Path, default=Path("site"), help="output folder (default ./site)")
     board.add_argument("--rank-by", "--sort", dest="rank_by", default="pareto", metavar="pareto|METRIC",
                        help="pareto (default): Pareto fronts over (utility, privacy), each judged against the "
@@ -184,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_evaluator_plugin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--evaluator-plugin", dest="evaluator_plugins", action="append", default=[], metavar="FILE.py",
+                        help="load your own evaluators (or dataset loaders, model builders) from a Python file, run "
+                             "in this process, unsandboxed: your code, not a submission (repeatable)")
+
+
 def _add_try(sub) -> None:
     """``unlearn-bench try``: a method author's quick look at one seed (harness/commands/quick.py); never a leaderboard row."""
     quick = sub.add_parser("try", help="run a plugin method on one seed with the cheap evaluators and print it next "
@@ -191,6 +200,7 @@ def _add_try(sub) -> None:
     quick.add_argument("plugins", nargs="+", type=Path, metavar="FILE.py", help="the plugin file(s)")
     quick.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name or .toml path (default {DEFAULT_SUITE})")
     quick.add_argument("--methods", type=_csv, default=[], help="methods to try (default: all the plugins register)")
+    _add_evaluator_plugin(quick)
     quick.add_argument("--seed", type=_non_negative, default=None, help="the seed (default: the suite's first)")
     quick.add_argument("--results", type=Path, default=Path("results"),
                        help="where the stored rows to compare with are (default ./results; never written)")
@@ -213,6 +223,7 @@ def _add_verify(sub) -> None:
     verify.add_argument("--seed", type=_non_negative, default=0, help="seed of the sample (default 0)")
     verify.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="FILE.py",
                         help="load methods from a Python file (repeatable): the plugin the rows were run with")
+    _add_evaluator_plugin(verify)
     verify.add_argument("--results", type=Path, default=None,
                         help="records go to <results>/<suite>/_verifications/ (default: the source's results "
                              "folder; ./results for a Parquet file)")
@@ -244,7 +255,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from harness.commands.verify import MATCH, Settings, verify
     from harness.core.results import VERIFICATIONS_DIR
 
-    settings = Settings(plugins=args.plugins, cache_dir=args.cache_dir, data_root=args.data_root,
+    settings = Settings(plugins=args.plugins, evaluator_plugins=args.evaluator_plugins, cache_dir=args.cache_dir, data_root=args.data_root,
                         device=args.device, threads=args.threads, isolate=not args.no_isolation,
                         timeout=args.timeout)
     outcomes, root = verify(args.source, settings, args.sample, args.run_ids, args.seed, args.results, args.scratch)
@@ -264,7 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(methods=args.methods, seeds=args.seeds, scenarios=args.scenarios,
                          results_root=args.results, cache_dir=args.cache_dir, device=args.device, force=args.force,
                          retry_failed=args.retry_failed, overrides=parse_set_options(args.overrides),
-                         plugins=args.plugins, progress=not args.no_progress, data_root=args.data_root,
+                         plugins=args.plugins, evaluator_plugins=args.evaluator_plugins,
+                         progress=not args.no_progress, data_root=args.data_root,
                          isolate=not args.no_isolation, timeout=args.timeout,
                          jobs=resolve_jobs(args.jobs, args.threads), threads=args.threads, executor=args.executor,
                          ray_address=args.ray_address, references=not args.no_references)
@@ -411,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        for path in getattr(args, "evaluator_plugins", ()):  # before any suite is read: it may name what they add
+            load_extension_file(path)
         return COMMANDS[args.command](args)
     except (KeyError, ValueError, PluginError, FileNotFoundError) as exc:  # DatasetNotFound is a FileNotFoundError
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

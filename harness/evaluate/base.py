@@ -128,7 +128,8 @@ class Evaluator:
 
 
 # The evaluators by name; the built-in ones register when harness.evaluate is imported (on first use).
-EVALUATORS: Registry[Evaluator] = Registry("evaluator", builtins=("harness.evaluate",))
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", builtins=("harness.evaluate",),
+                                         entry_points="unlearn_bench.evaluators")
 
 
 def register_evaluator(name: str, metrics: list[MetricInfo], per_method: bool = False, needs: tuple[str, ...] = (),

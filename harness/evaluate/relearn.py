@@ -41,7 +41,7 @@ from torch.optim.sgd import sgd as functional_sgd
 from harness.core.registry import did_you_mean
 from harness.evaluate.base import EvalContext, MetricInfo, register_evaluator
 from harness.protocol.splits import Split, stable_seed
-from harness.training.loop import accuracy, batches, seeded_generator
+from harness.training.loop import accuracy, batches, has_batchnorm, seeded_generator
 
 DATA = ("forget", "retain")
 # 5 full-batch steps on 32 forget + 32 retain images. Measured on fmnist-quick class-0, seeds 0-4: after 5 steps
@@ -99,7 +99,7 @@ def relearn_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eval_x: to
     for _ in range(steps):
         batch = next(stream, None)
         if batch is None:  # a new pass over the fine-tuning set, in a seeded order
-            stream = batches(x, y, batch_size, generator)
+            stream = batches(x, y, batch_size, generator, fold_single=has_batchnorm(tuned))
             batch = next(stream)
         xb, yb = batch
         tuned.train()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.core.registry import EXTENSION_MODULE_PREFIX, load_extension_file
 from harness.core.results import ResultsStore
 from harness.isolation.plugins import load_plugins
 from harness.isolation.sandbox import sandbox_mode
@@ -26,6 +27,7 @@ from harness.pipeline.plan import (
     with_references,
 )
 from harness.pipeline.row import SeedContext, plugin_failure_rows, produce_row, unlearn
+from harness.protocol.architectures import MODELS, split_model_spec
 from harness.protocol.suite import Suite
 from harness.training.cache import ArtifactCache
 from harness.training.loop import resolve_device
@@ -65,6 +67,13 @@ class RunSummary:
 
 def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] | None = None) -> RunSummary:
     """Run everything the options select; returns counts and the rows written this time."""
+    for path in options.evaluator_plugins:  # the user's own evaluators, datasets, models (the CLI loaded them)
+        load_extension_file(path)
+    model = split_model_spec(suite.model)[0]
+    if options.isolate and MODELS.origins.get(model, "").startswith(EXTENSION_MODULE_PREFIX):
+        raise ValueError(f"model {model!r} comes from a plugin file, which the sandboxed method workers cannot "
+                         "import (they rebuild the model by name): register it with an unlearn_bench.models entry "
+                         "point, use a timm:/torchvision: name, or run with --no-isolation")
     device = resolve_device(options.device)
     if options.isolate:
         sandbox_mode()  # fails now, not in a job, when UNLEARN_BENCH_SANDBOX=bwrap cannot be honoured

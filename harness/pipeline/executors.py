@@ -413,7 +413,8 @@ def job_env(suite, options: RunOptions, cache_root: Path) -> JobEnv:
     return JobEnv(**{**options.shared(),
                      "cache_dir": str(Path(cache_root).resolve()),
                      "data_root": str(Path(options.data_root).resolve()) if options.data_root else None,
-                     "plugins": tuple(str(Path(p).resolve()) for p in options.plugins)},
+                     "plugins": tuple(str(Path(p).resolve()) for p in options.plugins),
+                     "evaluator_plugins": tuple(str(Path(p).resolve()) for p in options.evaluator_plugins)},
                   suite=dataclasses.replace(suite),  # a fresh instance: no cached dataset travels to the workers
                   results_root=str(Path(options.results_root).resolve()), isolation_peers=options.job_processes)
 

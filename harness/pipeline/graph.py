@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from harness.core.files import atomic_write_bytes
+from harness.core.registry import load_extension_file
 from harness.evaluate import EVALUATORS
 from harness.evaluate.ulira import audit_parts, prepare_audit_part
 from harness.isolation.plugins import load_plugins
@@ -232,6 +233,8 @@ def prepare_worker(env: JobEnv) -> None:
     if _WORKER["plugins"] != env.plugins:
         load_plugins(list(env.plugins))  # failures were already reported as rows by the driver
         _WORKER["plugins"] = env.plugins
+    for path in (*env.evaluator_plugins, *env.suite.plugins):  # the driver loaded them already: they import
+        load_extension_file(path)
 
 
 def save_suite_data(data: SuiteData, path: str) -> None:

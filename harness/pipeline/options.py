@@ -25,6 +25,8 @@ class Options:
     """What every path that runs methods shares."""
 
     plugins: Sequence[str] = ()  # plugin files (--plugin); entry points are found by themselves
+    # driver-side plugin files (--evaluator-plugin): the user's own evaluators, datasets, models; unsandboxed
+    evaluator_plugins: Sequence[str] = ()
     cache_dir: Path | str | None = None  # the artifact cache; None: $UNLEARN_BENCH_CACHE or ~/.cache/unlearn-bench
     data_root: str | None = None  # the dataset files; None: the suite's root, then $UNLEARN_BENCH_DATA
     device: str = "auto"  # auto | cpu | cuda[:N]

@@ -1,8 +1,12 @@
-"""Datasets as in-memory tensors: Fashion-MNIST, scikit-learn digits, CIFAR-10/100.
+"""Datasets as in-memory tensors: Fashion-MNIST, MNIST, scikit-learn digits, SVHN, CIFAR-10/100 (read from
+torchvision's on-disk layouts), and the user's own: an ImageFolder tree of images, or ``.npz`` arrays.
 
 Every loader returns a :class:`DatasetArrays` with images as float32 NCHW tensors in [0, 1] and labels
-as int64. Nothing is downloaded at run time; a missing dataset raises :class:`DatasetNotFound` with
-instructions.
+as int64; the fingerprint (cache keys) is a hash of those arrays, computed the same way for every loader, and
+class-balanced subsets and normalisation are applied to the arrays by the suite (harness/protocol/suite.py), so
+they too work alike for all. Nothing is downloaded at run time; a missing dataset raises :class:`DatasetNotFound`
+with one line naming the folder and the layout expected there. A plugin adds a loader with
+``DATASETS.register(name, loader)`` (a file, or an ``unlearn_bench.datasets`` entry point).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class DatasetArrays:
     test_y: torch.Tensor
     num_classes: int
     fingerprint: str = field(default="")
+    classes: tuple[str, ...] = ()  # class names where the files carry them (ImageFolder folders)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -56,9 +61,15 @@ def fingerprint_arrays(*arrays: torch.Tensor) -> str:
     return digest.hexdigest()[:24]
 
 
-def _with_fingerprint(name: str, train_x, train_y, test_x, test_y, num_classes: int) -> DatasetArrays:
+def _with_fingerprint(name: str, train_x, train_y, test_x, test_y, num_classes: int,
+                      classes: tuple[str, ...] = ()) -> DatasetArrays:
     fp = fingerprint_arrays(train_x, train_y, test_x, test_y)
-    return DatasetArrays(name, train_x, train_y, test_x, test_y, num_classes, fp)
+    return DatasetArrays(name, train_x, train_y, test_x, test_y, num_classes, fp, classes)
+
+
+def _base_root(root: str | Path | None) -> Path:
+    """The folder a dataset is looked for in: ``root``, else $UNLEARN_BENCH_DATA, else ./data."""
+    return Path(root or os.environ.get(DATA_ROOT_ENV) or "data")
 
 
 # ---------------------------------------------------------------- IDX (MNIST family)
@@ -192,10 +203,67 @@ def load_cifar(name: str, root: str | Path | None = None) -> DatasetArrays:
     return _with_fingerprint(name, train_x, train_y, test_x, test_y, num_classes)
 
 
+# ---------------------------------------------------------------- MNIST (IDX, torchvision's layout)
+
+
+def load_mnist(root: str | Path | None = None) -> DatasetArrays:
+    """MNIST from its four IDX files (plain or .gz) in ``root``/MNIST/raw/ (torchvision's layout), ``root``/mnist/
+    or ``root`` itself."""
+    base = _base_root(root)
+    for folder in (base / "MNIST" / "raw", base / "mnist", base):
+        if all(_idx_file(folder, stem) is not None for stem in _FMNIST_FILES.values()):
+            break
+    else:
+        raise DatasetNotFound(
+            f"mnist not found under {base}: expected {', '.join(_FMNIST_FILES.values())} (plain or .gz) in "
+            f"{base / 'MNIST' / 'raw'} (torchvision's layout) or in {base} itself; nothing is downloaded, so copy "
+            f"them there or pass the folder that has them with --data-root or {DATA_ROOT_ENV}")
+    arrays = {key: read_idx(_idx_file(folder, stem)) for key, stem in _FMNIST_FILES.items()}  # type: ignore[arg-type]
+    to_x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+    to_y = lambda a: torch.from_numpy(a.astype(np.int64))
+    return _with_fingerprint("mnist", to_x(arrays["train_x"]), to_y(arrays["train_y"]),
+                             to_x(arrays["test_x"]), to_y(arrays["test_y"]), 10)
+
+
+# ---------------------------------------------------------------- SVHN (.mat, torchvision's layout)
+
+_SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+
+
+def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    import scipy.io
+
+    mat = scipy.io.loadmat(path)
+    x = np.transpose(np.asarray(mat["X"], dtype=np.uint8), (3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
+    y = np.asarray(mat["y"], dtype=np.int64).reshape(-1)
+    y[y == 10] = 0  # the digit 0 is stored as label 10 (torchvision maps it the same way)
+    return torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y)
+
+
+def load_svhn(root: str | Path | None = None) -> DatasetArrays:
+    """SVHN's cropped digits from train_32x32.mat and test_32x32.mat in ``root`` (torchvision's layout) or
+    ``root``/svhn/ (the extra split is not read)."""
+    base = _base_root(root)
+    folder = next((f for f in (base, base / "svhn", base / "SVHN") if all((f / n).is_file() for n in _SVHN_FILES)),
+                  None)
+    if folder is None:
+        raise DatasetNotFound(
+            f"svhn not found under {base}: expected {' and '.join(_SVHN_FILES)} (the cropped-digits format) in "
+            f"{base} or {base / 'svhn'}; nothing is downloaded, so copy them there or pass the folder that has them "
+            f"with --data-root or {DATA_ROOT_ENV}")
+    train_x, train_y = _read_svhn(folder / _SVHN_FILES[0])
+    test_x, test_y = _read_svhn(folder / _SVHN_FILES[1])
+    return _with_fingerprint("svhn", train_x, train_y, test_x, test_y, 10)
+
+
 # Loaders by name: ``loader(root=None) -> DatasetArrays``. A plugin adds one with ``DATASETS.register(name, loader)``.
-DATASETS: Registry[Callable[..., DatasetArrays]] = Registry("dataset")
+# The user's own files (imagefolder, npz) register from harness/protocol/own_datasets.py, imported on first use.
+DATASETS: Registry[Callable[..., DatasetArrays]] = Registry("dataset", builtins=("harness.protocol.own_datasets",),
+                                                            entry_points="unlearn_bench.datasets")
 DATASETS.register("fashion-mnist", load_fashion_mnist, __name__)
+DATASETS.register("mnist", load_mnist, __name__)
 DATASETS.register("digits", load_digits, __name__)
+DATASETS.register("svhn", load_svhn, __name__)
 DATASETS.register("cifar10", lambda root=None: load_cifar("cifar10", root), __name__)
 DATASETS.register("cifar100", lambda root=None: load_cifar("cifar100", root), __name__)
 DATASET_LOADERS = DATASETS  # the flat layout's name
@@ -224,3 +292,18 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torc
     base, extra = divmod(size, len(classes))
     chosen = [per_class[c][: base + (1 if i < extra else 0)] for i, c in enumerate(classes)]
     return torch.from_numpy(np.sort(np.concatenate(chosen)))
+
+
+def register_dataset(name: str) -> Callable[[Callable[..., DatasetArrays]], Callable[..., DatasetArrays]]:
+    """``@register_dataset(name)``: a loader ``(root=None) -> DatasetArrays`` under ``name`` (a plugin file or an
+    ``unlearn_bench.datasets`` entry point); build its return value with :func:`dataset_arrays`."""
+    return DATASETS.decorator(name)
+
+
+def dataset_arrays(name: str, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                   test_y: torch.Tensor, num_classes: int | None = None) -> DatasetArrays:
+    """A loader's result, fingerprinted as the built-ins' are: images float32 (N, C, H, W) in [0, 1], labels int64."""
+    if num_classes is None:
+        num_classes = int(max(int(train_y.max()), int(test_y.max()))) + 1
+    return _with_fingerprint(name, train_x.float().contiguous(), train_y.long(), test_x.float().contiguous(),
+                             test_y.long(), num_classes)

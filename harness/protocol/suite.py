@@ -3,11 +3,17 @@
 A suite fixes the dataset (and subset), the model, the training recipe, the scenarios, the seeds, the
 evaluators and their settings, and per-method hyper-parameter overrides (``<suite>.hparams.toml``).
 Every field is validated before any training starts; errors name the file, the field and what is allowed.
+
+Why one module: a suite is one TOML format, read in one pass -- the dataclass, every key's validation and the
+``extends`` chain -- so a new key is added, checked and documented in one place (the loaders, models and
+evaluators it names live in their own modules).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,8 +23,8 @@ import numpy as np
 import tomli_w
 import torch
 
-from harness.core.registry import did_you_mean
-from harness.protocol.architectures import MODELS
+from harness.core.registry import ExtensionError, did_you_mean, load_extension_file
+from harness.protocol.architectures import MODELS, model_spec
 from harness.protocol.datasets import DATASETS, load_dataset, stratified_subset
 from harness.protocol.recipe import PRECISIONS, SCHEDULES, Recipe
 from harness.protocol.splits import (
@@ -33,8 +39,9 @@ from harness.protocol.splits import (
 
 SUITES_DIR = Path(__file__).parent.parent / "suites"
 HPARAMS_MARKER = "# ---- hparams file ----"
-_TOP_KEYS = {"name", "version", "description", "data", "model", "train", "run", "evaluate"}
-_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root", "pool", "groups"}
+_TOP_KEYS = {"name", "version", "description", "plugins", "data", "model", "train", "run", "evaluate"}
+_DATA_KEYS = {"dataset", "train_subset", "test_subset", "subset_seed", "root", "pool", "groups", "normalize"}
+NORMALIZE = ("none", "per-channel")  # [data] normalize: per-channel = standardised by the train pool's statistics
 _RUN_KEYS = {"scenarios", "seeds", "methods", "timeout", "memory_mb", "unlearn_augment", "oracles",
              "max_time_ratio"}
 _AUGMENTS = ("none", "crop", "crop-flip")
@@ -57,6 +64,9 @@ class SuiteData:
     # With [data] groups: the dataset's own (fine) labels; train_y / test_y are then the groups' indices
     train_fine: torch.Tensor | None = None
     test_fine: torch.Tensor | None = None
+    # [data] normalize = "per-channel": the train pool's per-channel mean and std the images were standardised by
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
     @property
     def strata(self) -> torch.Tensor:
@@ -75,7 +85,7 @@ class Suite:
     version: str
     description: str
     dataset: str
-    model: str
+    model: str  # the model spec: the [model] name, with its arguments if any (harness/protocol/architectures.py)
     recipe: Recipe
     scenarios: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -94,6 +104,9 @@ class Suite:
     groups: tuple[tuple[int, ...], ...] = ()
     # The compute budget: a method's CPU time over an oracle's training CPU time; None: no budget
     max_time_ratio: float | None = None
+    normalize: str = "none"  # [data] normalize (NORMALIZE)
+    # driver-side plugin files (evaluators, datasets, models) the suite loads, as absolute paths
+    plugins: tuple[str, ...] = ()
     # "leaderboard", or "quick" for `unlearn-bench try`'s reduced runs (harness/commands/quick.py), which are never ranked
     grade: str = "leaderboard"
     evaluate: dict[str, Any] = field(default_factory=dict)
@@ -114,12 +127,13 @@ class Suite:
         te = stratified_subset(arrays.test_y, self.test_subset, self.subset_seed + 1)
         fp = f"{arrays.fingerprint}-{hash_indices(tr, te)}"
         if not self.groups:
-            return SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
-                             arrays.num_classes, fp)
+            return normalized(SuiteData(arrays.train_x[tr], arrays.train_y[tr], arrays.test_x[te], arrays.test_y[te],
+                                        arrays.num_classes, fp), self.normalize)
         coarse = coarse_map(self.groups, arrays.num_classes, self.path or self.name)
         groups_id = hashlib.sha256(repr(self.groups).encode()).hexdigest()[:8]
-        return SuiteData(arrays.train_x[tr], coarse[arrays.train_y[tr]], arrays.test_x[te], coarse[arrays.test_y[te]],
-                         len(self.groups), f"{fp}-groups{groups_id}", arrays.train_y[tr], arrays.test_y[te])
+        return normalized(SuiteData(arrays.train_x[tr], coarse[arrays.train_y[tr]], arrays.test_x[te],
+                                    coarse[arrays.test_y[te]], len(self.groups), f"{fp}-groups{groups_id}",
+                                    arrays.train_y[tr], arrays.test_y[te]), self.normalize)
 
     def original_positions(self, data: SuiteData, seed: int) -> torch.Tensor:
         """The train positions the original of ``seed`` trains on (its pool)."""
@@ -137,6 +151,22 @@ class Suite:
     @property
     def evaluators(self) -> tuple[str, ...]:
         return tuple(self.evaluate.get("evaluators", ("accuracy",)))
+
+
+def normalized(data: SuiteData, mode: str) -> SuiteData:
+    """``[data] normalize``: ``per-channel`` standardises train and test images by the train pool's per-channel
+    mean and std (never the test images'), the same for every dataset; ``none`` returns ``data`` as it is."""
+    if mode == "none":
+        return data
+    if mode != "per-channel":
+        raise SuiteError(f"[data] normalize must be one of {', '.join(NORMALIZE)}, got {mode!r}")
+    mean = data.train_x.double().mean(dim=(0, 2, 3))
+    std = data.train_x.double().std(dim=(0, 2, 3)).clamp_min(1e-6)
+    scale = lambda x: ((x - mean.view(1, -1, 1, 1).float()) / std.view(1, -1, 1, 1).float()).contiguous()
+    # the statistics are a function of the data: the suffix says they were applied
+    return dataclasses.replace(data, train_x=scale(data.train_x), test_x=scale(data.test_x),
+                               fingerprint=f"{data.fingerprint}-norm", mean=tuple(mean.tolist()),
+                               std=tuple(std.tolist()))
 
 
 def coarse_map(groups: tuple[tuple[int, ...], ...], num_classes: int, where: str) -> torch.Tensor:
@@ -180,8 +210,54 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
             raise SuiteError(f"{where}: unknown field {key!r}{did_you_mean(key, allowed)}")
 
 
-def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = None) -> Suite:
-    """Parse and validate a suite definition."""
+def _plugins(doc: dict, path: str, base_dir: Path | None) -> tuple[str, ...]:
+    """``plugins = ["my_attack.py", ...]``: driver-side plugin files (relative to the suite file's folder), imported
+    now so that the names they register validate below; their absolute paths."""
+    raw = doc.get("plugins", [])
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        raise SuiteError(f"{path}: plugins must be a list of Python file paths, got {raw!r}")
+    resolved = []
+    for entry in raw:
+        file = Path(entry).expanduser()
+        if not file.is_absolute():
+            file = (base_dir or Path.cwd()) / file
+        try:
+            load_extension_file(file)
+        except ExtensionError as exc:
+            raise SuiteError(f"{path}: {exc}") from exc
+        resolved.append(str(file.resolve()))
+    return tuple(resolved)
+
+
+def _model(doc: dict, path: str) -> str:
+    """``[model]``: the name (a registered model, ``timm:<name>`` or ``torchvision:<name>``) and, as further keys,
+    keyword arguments for its builder; the model spec."""
+    table = _require(doc, "model", dict, path)
+    name = _require(table, "name", str, f"{path} [model]")
+    try:
+        MODELS[name]
+    except KeyError as exc:
+        raise SuiteError(f"{path} [model]: {exc.args[0]}") from None
+    arguments = {k: v for k, v in table.items() if k != "name"}
+    params = inspect.signature(MODELS[name]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        takes = list(params)[2:]  # after (input_shape, num_classes)
+        for key in arguments:
+            if key not in takes:
+                known = did_you_mean(key, ["name", *takes])
+                raise SuiteError(f"{path} [model]: unknown field {key!r}{known} (model {name!r} takes "
+                                 f"{', '.join(takes) or 'no arguments'})")
+    try:
+        return model_spec(name, arguments)
+    except TypeError as exc:
+        raise SuiteError(f"{path} [model]: arguments must be numbers, strings, booleans, lists or tables ({exc})") \
+            from None
+
+
+def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = None,
+                base_dir: Path | None = None) -> Suite:
+    """Parse and validate a suite definition; ``base_dir`` (the suite file's folder, else the current one) is what
+    relative ``plugins`` and ``[data] root`` paths are relative to."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -189,15 +265,22 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
     _check_keys(doc, _TOP_KEYS, path)
     name = _require(doc, "name", str, path)
     version = str(_require(doc, "version", (str, int), path))
+    plugins = _plugins(doc, path, base_dir)
     data = _require(doc, "data", dict, path)
     _check_keys(data, _DATA_KEYS, f"{path} [data]")
     dataset = _require(data, "dataset", str, f"{path} [data]")
     if dataset not in DATASETS:
         raise SuiteError(f"{path} [data]: unknown dataset {dataset!r}{did_you_mean(dataset, DATASETS)}")
-    model_table = _require(doc, "model", dict, path)
-    model = _require(model_table, "name", str, f"{path} [model]")
-    if model not in MODELS:
-        raise SuiteError(f"{path} [model]: unknown model {model!r}{did_you_mean(model, MODELS)}")
+    normalize = data.get("normalize", "none")
+    if normalize not in NORMALIZE:
+        raise SuiteError(f"{path} [data]: normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}"
+                         f"{did_you_mean(str(normalize), NORMALIZE)}")
+    root = data.get("root")
+    if root is not None and not isinstance(root, str):
+        raise SuiteError(f"{path} [data]: root must be a path, got {root!r}")
+    if root and base_dir is not None and not Path(root).expanduser().is_absolute():
+        root = str((base_dir / Path(root).expanduser()).resolve())
+    model = _model(doc, path)
     train = doc.get("train", {})
     recipe_fields = {f.name for f in fields(Recipe)}
     _check_keys(train, recipe_fields, f"{path} [train]")
@@ -273,7 +356,7 @@ def parse_suite(text: str, path: str = "<string>", hparams_text: str | None = No
         name=name, version=version, description=str(doc.get("description", "")), dataset=dataset, model=model,
         recipe=recipe, scenarios=tuple(str(s) for s in scenarios), seeds=seeds,
         train_subset=data.get("train_subset"), test_subset=data.get("test_subset"),
-        subset_seed=int(data.get("subset_seed", 0)), data_root=data.get("root"),
+        subset_seed=int(data.get("subset_seed", 0)), data_root=root, normalize=str(normalize), plugins=plugins,
         methods=tuple(methods), timeout=float(timeout), memory_mb=int(memory_mb), unlearn_augment=str(augment),
         oracles=int(oracles), pool=str(pool), groups=groups, max_time_ratio=None if budget is None else float(budget),
         evaluate=dict(doc.get("evaluate", {})), hparams=hparams, path=path,
@@ -347,7 +430,8 @@ def load_suite(name_or_path: str) -> Suite:
     if "extends" in tomllib.loads(text):  # rows store the resolved definition, so it must stand alone
         text = f"# {path.name} with its 'extends' chain resolved\n" + tomli_w.dumps(doc)
     hp_path = hparams_owner.with_name(hparams_owner.stem + ".hparams.toml")
-    return parse_suite(text, str(path.name), hp_path.read_text() if hp_path.is_file() else None)
+    return parse_suite(text, str(path.name), hp_path.read_text() if hp_path.is_file() else None,
+                       base_dir=path.parent.resolve())
 
 
 def split_definition(definition: str) -> tuple[str, str]:

@@ -51,9 +51,17 @@ def augment_batch(x: torch.Tensor, mode: str, generator: torch.Generator) -> tor
     return out
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
-            shuffle: bool = True, augment: str = "none", drop_last: bool = False) -> Iterator[Batch]:
-    """Mini-batches of in-memory tensors (already on the target device)."""
+            shuffle: bool = True, augment: str = "none", drop_last: bool = False,
+            fold_single: bool = False) -> Iterator[Batch]:
+    """Mini-batches of in-memory tensors (already on the target device).
+
+    ``fold_single``: a last batch of one example joins the one before (for BatchNorm models, which cannot train on
+    a single example once their features are 1x1: a timm ResNet on 8x8 images)."""
     n = len(y)
     if shuffle:
         if generator is None:
@@ -62,8 +70,9 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.
     else:
         order = torch.arange(n, device=y.device)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
+    fold = fold_single and not drop_last and n > batch_size and n % batch_size == 1
+    for start in range(0, stop - 1 if fold else stop, batch_size):
+        idx = order[start : start + batch_size + (1 if fold and start + batch_size == n - 1 else 0)]
         xb = x[idx]
         if augment != "none":
             xb = augment_batch(xb, augment, generator)  # type: ignore[arg-type]
@@ -187,7 +196,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Reci
     trained = torch.compile(model) if recipe.compile and device.type == "cuda" else model
     step = 0
     for epoch in range(recipe.epochs):
-        stream = batches(x, y, recipe.batch_size, gen, shuffle=True, augment=recipe.augment)
+        stream = batches(x, y, recipe.batch_size, gen, shuffle=True, augment=recipe.augment,
+                         fold_single=has_batchnorm(model))
         step = optimize(trained, optimizer, stream, loss_fn, scheduler, step_hook=step_hook, start_step=step)
         if progress is not None:
             progress(epoch + 1, recipe.epochs)

@@ -30,7 +30,7 @@ from harness.evaluate import get_evaluator
 from harness.protocol.datasets import load_dataset, stratified_subset
 from harness.protocol.scoring import HEADLINES, SCENARIO_KINDS
 from harness.protocol.splits import Scenario, hash_indices, parse_scenario
-from harness.protocol.suite import Suite, SuiteData, coarse_map
+from harness.protocol.suite import Suite, SuiteData, coarse_map, normalized
 
 DEFAULT_FIRST_SEED = 1000
 DEFAULT_CLASSES = 2  # validation forget classes per scored class scenario
@@ -82,11 +82,13 @@ def validation_data(suite: ValidationSuite, root: str | None) -> SuiteData:
         picked, pool = used[chosen], used[keep]
     fingerprint = f"{arrays.fingerprint}-validation-{hash_indices(pool, picked)}"
     if not suite.groups:
-        return SuiteData(arrays.train_x[pool], labels[pool], arrays.train_x[picked], labels[picked],
-                         arrays.num_classes, fingerprint)
+        return normalized(SuiteData(arrays.train_x[pool], labels[pool], arrays.train_x[picked], labels[picked],
+                                    arrays.num_classes, fingerprint), suite.normalize)
     coarse = coarse_map(suite.groups, arrays.num_classes, suite.source)
-    return SuiteData(arrays.train_x[pool], coarse[labels[pool]], arrays.train_x[picked], coarse[labels[picked]],
-                     len(suite.groups), f"{fingerprint}-groups{hash_indices(coarse)}", labels[pool], labels[picked])
+    return normalized(SuiteData(arrays.train_x[pool], coarse[labels[pool]], arrays.train_x[picked],
+                                coarse[labels[picked]], len(suite.groups),
+                                f"{fingerprint}-groups{hash_indices(coarse)}", labels[pool], labels[picked]),
+                      suite.normalize)
 
 
 def validation_seeds(suite: Suite, count: int, first: int = DEFAULT_FIRST_SEED) -> list[int]:
