@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 LEVEL = 0.95
 VARIANCES = ("global", "per-example")
@@ -74,6 +73,8 @@ def summarize_attack(scores: np.ndarray, labels: np.ndarray, fpr: float = 0.01) 
         return AttackSummary(math.nan, math.nan, math.nan)
     pred = scores > 0
     accuracy = 0.5 * (pred[labels].mean() + (~pred[~labels]).mean())
+    from sklearn.metrics import roc_auc_score, roc_curve  # here: scikit-learn costs ~1 s to import
+
     false_pos, true_pos, _ = roc_curve(labels, scores)
     return AttackSummary(100.0 * accuracy, 100.0 * roc_auc_score(labels, scores),
                          100.0 * float(true_pos[false_pos <= fpr].max()))

@@ -31,7 +31,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 from torch import nn
 
 from harness.core.attack_stats import holm
@@ -62,7 +61,10 @@ def _auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     n1, n0 = len(positives), len(negatives)
     if not n1 or not n0:
         return math.nan
-    ranks = stats.rankdata(np.r_[positives, negatives])
+    # here, not at the top: scipy.stats costs ~1 s to import, and most commands never get this far
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.r_[positives, negatives])
     return 100.0 * (ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
@@ -112,7 +114,9 @@ def prediction_p(value: float, sample: np.ndarray) -> float:
     if sd == 0:
         return 1.0 if value == float(sample[0]) else 0.0
     t = (value - float(np.mean(sample))) / (sd * math.sqrt(1 + 1 / len(sample)))
-    return float(2 * stats.t.sf(abs(t), len(sample) - 1))
+    from scipy.stats import t as student_t
+
+    return float(2 * student_t.sf(abs(t), len(sample) - 1))
 
 
 def decide(p: dict[str, float], time_ratio: float, time_difference: float, options: dict) -> dict[str, float]:

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.svm import SVC
 from torch import nn
 
 from harness.core.registry import did_you_mean
@@ -48,6 +47,8 @@ def class_mia(retain_conf: np.ndarray, forget_conf: np.ndarray, target_conf: np.
         return math.nan
     x = np.concatenate([retain_conf, forget_conf]).reshape(-1, 1)
     y = np.concatenate([np.ones(len(retain_conf)), np.zeros(len(forget_conf))])
+    from sklearn.svm import SVC  # here: scikit-learn costs ~1 s to import, and most commands never fit one
+
     clf = SVC(C=C, gamma=gamma, kernel="rbf").fit(x, y)
     return float(100.0 * (clf.predict(target_conf.reshape(-1, 1)) == 0).mean())
 

@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.svm import SVC
 from torch import nn
 
 from harness.core.registry import did_you_mean
@@ -82,6 +80,8 @@ def member_rate(train_f: np.ndarray, test_f: np.ndarray, targets: list[np.ndarra
     test_f = test_f[np.sort(rng.permutation(len(test_f))[:n])]
     x = np.concatenate([train_f, test_f])
     y = np.concatenate([np.ones(len(train_f)), np.zeros(len(test_f))])
+    from sklearn.svm import SVC  # here: scikit-learn costs ~1 s to import, and most commands never fit one
+
     clf = SVC(C=C, gamma=gamma, kernel="rbf").fit(x, y)
     return [float(100.0 * clf.predict(t).mean()) if len(t) else float("nan") for t in targets]
 
@@ -90,6 +90,9 @@ def discriminate(model_f: np.ndarray, retrained_f: np.ndarray, C: float, gamma, 
     """5-fold CV accuracy (%) of an SVM telling the model's outputs (1) from retrained outputs (0)."""
     x = np.concatenate([model_f, retrained_f])
     y = np.concatenate([np.ones(len(model_f)), np.zeros(len(retrained_f))])
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     return float(100.0 * cross_val_score(SVC(C=C, gamma=gamma, kernel="rbf"), x, y, cv=folds).mean())
 

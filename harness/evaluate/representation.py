@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
@@ -108,6 +106,9 @@ def probe_correct(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray, sco
     its label right."""
     if len(score_y) == 0:
         return np.zeros(0, bool)
+    from sklearn.linear_model import LogisticRegression  # here: scikit-learn costs ~1 s to import
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(fit_x)
     # newton-cg: the same (unique, L2-regularised) optimum as the default lbfgs in about half the CPU time on
     # fmnist-quick's 128 features (10 against 115-127 iterations); the probe was most of this evaluator's cost.

@@ -28,10 +28,16 @@ import math
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from harness.evaluate.base import ALL_KINDS, EVALUATION_VERSION, SAMPLE_KINDS, EvalContext, MetricInfo, register_evaluator
+from harness.evaluate.base import (
+    ALL_KINDS,
+    EVALUATION_VERSION,
+    SAMPLE_KINDS,
+    EvalContext,
+    MetricInfo,
+    register_evaluator,
+)
 from harness.protocol.splits import Split
 from harness.training.cache import cache_key
 from harness.training.loop import predict_logits
@@ -83,6 +89,8 @@ def balanced_auc(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray,
     pos = rng.choice(positive, size=size, replace=False)
     neg = rng.choice(negative, size=size, replace=False)
     labels = np.concatenate([np.ones(size), np.zeros(size)])
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn costs ~1 s to import
+
     return float(roc_auc_score(labels, np.concatenate([scores[pos], scores[neg]])))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.svm import SVC
 from torch import nn
 
 from harness.evaluate.base import SAMPLE_KINDS, SEQUENTIAL_KINDS, EvalContext, MetricInfo, register_evaluator
@@ -41,6 +40,8 @@ def mia_efficacy(member_conf: np.ndarray, nonmember_conf: np.ndarray, target_con
     """Percent of ``target_conf`` the SVM (members 1, non-members 0) predicts as non-members."""
     x = np.concatenate([member_conf, nonmember_conf]).reshape(-1, 1)
     y = np.concatenate([np.ones(len(member_conf)), np.zeros(len(nonmember_conf))])
+    from sklearn.svm import SVC  # here: scikit-learn costs ~1 s to import, and most commands never fit one
+
     clf = SVC(C=C, gamma=gamma, kernel="rbf").fit(x, y)
     return float(100.0 * (clf.predict(target_conf.reshape(-1, 1)) == 0).mean())
 

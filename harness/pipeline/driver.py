@@ -85,11 +85,13 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
         if options.references:
             specs = with_references(specs)
         plan = plan_runs(suite, options, specs)
-        data = suite.load_data(options.data_root)
         store = ResultsStore(options.results_root, suite.name)
         summary = RunSummary(planned=len(plan))
+        # The data is read only when something needs it: a rerun with every row stored decodes no dataset (about
+        # a second of a warm `make demo`).
+        data = suite.load_data(options.data_root) if plugin_failures else None
         failure_rows = plugin_failure_rows(suite, data, plugin_failures, options.scenarios or list(suite.scenarios),
-                                           options.seeds or list(suite.seeds), device)
+                                           options.seeds or list(suite.seeds), device) if data is not None else []
         for row in failure_rows:
             if options.force or not store.exists(row["run_id"]):
                 store.write(row)
@@ -97,7 +99,10 @@ def run_suite(suite: Suite, options: RunOptions, on_row: Callable[[dict], None] 
                 summary.rows.append(row)
         pending = pending_runs(plan, store, options)
         summary.skipped = len(plan) - len(pending)
-        dispatch_plan(Workspace(suite, data, cache, device), options, store, pending, summary, on_row, executor)
+        if pending and data is None:
+            data = suite.load_data(options.data_root)
+        dispatch_plan(Workspace(suite, data, cache, device) if pending else None, options, store, pending, summary,
+                      on_row, executor)
     except BaseException:
         if executor is not None:
             executor.close()

@@ -429,7 +429,7 @@ def early_pool(suite, options: RunOptions, cache_root: Path) -> PoolExecutor | N
     return pool
 
 
-def dispatch_plan(ws: Workspace, options, store, pending: list, summary,
+def dispatch_plan(ws: Workspace | None, options, store, pending: list, summary,
                  on_row: Callable[[dict], None] | None = None, executor=None) -> None:
     """Run ``pending`` (RunSpecs) on the options' executor (or on ``executor``, started earlier: it is closed
     here); every row is written here, by the driver."""
