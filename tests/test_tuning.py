@@ -309,3 +309,29 @@ def test_shipped_fmnist_quick_settings_were_tuned_with_one_budget():
             for knob_name, knob in spec.search_space.items():
                 assert knob.clip(values[knob_name]) == values[knob_name], f"{name}.{knob_name} outside its space"
     assert len(budgets) == 1, f"unequal budgets {budgets}"
+
+
+def test_shipped_fmnist_scenarios_settings_are_fmnist_quicks_random_ones_and_say_so():
+    """fmnist-scenarios is not tuned on its own: each random-family method's setting, in every kind the suite's
+    scenarios read (random, memorised, entangled; sequential reads random), is fmnist-quick's tuned random one, and
+    its tuning record names fmnist-quick's trial log and says the other kinds were not tuned."""
+    from harness.protocol.splits import parse_scenario
+    from harness.protocol.scoring import hparams_kind
+
+    quick, suite = load_suite("fmnist-quick"), load_suite("fmnist-scenarios")
+    same = ("dataset", "train_subset", "test_subset", "subset_seed", "pool", "model", "recipe", "oracles", "seeds",
+            "max_time_ratio", "unlearn_augment", "evaluate")
+    assert {k: getattr(suite, k) for k in same} == {k: getattr(quick, k) for k in same}
+    kinds = {hparams_kind(parse_scenario(s).kind) for s in suite.scenarios}
+    assert kinds == {"random", "memorised", "entangled"}
+    for name, spec in _tunable().items():
+        if not spec.supports("random"):
+            continue
+        expected = suite_layer(quick.hparams, name, "random")
+        for kind in sorted(kinds):
+            assert suite_layer(suite.hparams, name, kind) == expected, (name, kind)
+            record = tuning_record(suite.hparams, name, kind)
+            assert record == {**tuning_record(quick.hparams, name, "random"), "tuned_on": record["tuned_on"]}
+            assert (SUITES / record["log"]).is_file() and record["log"].startswith("fmnist-quick.tuning/")
+            assert "fmnist-quick validation" in record["tuned_on"]
+            assert kind == "random" or record["tuned_on"].startswith(f"not tuned on {kind} scenarios")
