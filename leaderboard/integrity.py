@@ -6,6 +6,12 @@ split hash, original key and oracle keys equal the ones recomputed here from tha
 functions of suite, scenario and seed; model keys are hashes of what determines the weights). Recomputing is
 cheap: it loads the suite's data and hashes index sets, no training.
 
+A difficulty scenario's split (``memorised-P-T``, ``entangled-P-T``) also needs its per-example scores, which come
+from the shadow originals: they are read from the artifact cache (``UNLEARN_BENCH_CACHE``, else the default) when
+it holds them, never trained here. Without them the split hash and oracle keys cannot be recomputed: the rows of
+one (scenario, seed) must then agree with one another on both (the original key is still recomputed), and
+``unlearn-bench verify`` re-runs them in full.
+
 Which definition counts: the suite file named on the command line, else the built-in suite of that name, else
 the definition stored in the rows themselves (``suite_definition``: a custom suite run from a file), so a
 custom suite is verified and ranked from its rows alone.
@@ -27,9 +33,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Canonical:
-    split_hash: str
+    split_hash: str | None  # None: not recomputable here (a difficulty split without its cached scores)
     original_key: str
-    oracle_keys: tuple[str, ...]
+    oracle_keys: tuple[str, ...] | None
 
 
 def canonical_suite(name: str, rows: pd.DataFrame, suite_file: str | None):
@@ -63,15 +69,25 @@ def canonical_keys(suite, pairs: set[tuple], data_root: str | None = None) -> di
         data = suite.load_data(data_root)
     except Exception as exc:  # noqa: BLE001
         return f"cannot recompute the suite's splits ({type(exc).__name__}: {exc})"
+    from harness.protocol.splits import DIFFICULTY_KINDS, parse_scenario
+    from harness.training.difficulty import cached_scores
+
     out: dict[tuple, Canonical] = {}
     oracles = int(getattr(suite, "oracles", 1))
+    scores: dict[str, object] = {}
     for scenario, seed, *step in sorted(pairs):
         try:
-            split = suite.split(data, scenario, int(seed), step=int(step[0]) if step else None)
+            kind = parse_scenario(scenario, data.num_classes).kind
+            if kind in DIFFICULTY_KINDS and kind not in scores:
+                scores[kind] = cached_scores(suite, data, kind)
+            original = model_key(suite, data, "original", suite.original_positions(data, int(seed)), int(seed))
+            if kind in DIFFICULTY_KINDS and scores[kind] is None:
+                out[(scenario, int(seed), *step)] = Canonical(None, original, None)
+                continue
+            split = suite.split(data, scenario, int(seed), scores.get(kind), step=int(step[0]) if step else None)
         except ValueError as exc:
             log.warning("integrity: %s seed %s: %s", scenario, seed, exc)
             continue
-        original = model_key(suite, data, "original", suite.original_positions(data, int(seed)), int(seed))
         keys = tuple(oracle_key(suite, data, split, k) for k in range(oracles))
         out[(scenario, int(seed), *step)] = Canonical(split.hash, original, keys)
     return out
@@ -100,6 +116,10 @@ def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Cano
     canon = keys.get(_pair(row))
     if canon is None:
         return reasons + ["scenario not valid for this suite"]
+    if canon.split_hash is None:  # a difficulty split without its scores: the rows must agree (mark_integrity)
+        if row.get("original_key") != canon.original_key:
+            reasons.append("original_key differs from the suite's")
+        return reasons
     if row.get("split_hash") != canon.split_hash:
         reasons.append("split_hash differs from the suite's")
     if row.get("original_key") != canon.original_key:
@@ -109,6 +129,22 @@ def _row_reasons(row: dict, suite, source: str, keys: dict[tuple[str, int], Cano
     if row.get("oracle_key") != canon.oracle_keys[0] or (oracle_keys is not None and oracle_keys != canon.oracle_keys):
         reasons.append("oracle keys differ from the suite's")
     return reasons
+
+
+def _check_agreement(positions: list[int], records: list[dict], keys: dict[tuple, Canonical],
+                     reasons: list[list[str]]) -> None:
+    """Where a split cannot be recomputed (``Canonical.split_hash`` None), the ok rows of one (scenario, seed)
+    must share one split hash and one set of oracle keys."""
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for pos, row in zip(positions, records):
+        if row.get("status") == "ok" and (canon := keys.get(_pair(row))) is not None and canon.split_hash is None:
+            groups.setdefault(_pair(row), []).append((pos, row))
+    for members in groups.values():
+        seen = {tuple(str(r.get(c)) for c in ("split_hash", "oracle_key", "oracle_keys")) for _, r in members}
+        if len(seen) > 1:
+            for pos, _ in members:
+                reasons[pos].append("split_hash or oracle keys differ between the rows of this scenario and seed "
+                                    "(the difficulty scores are not in the cache, so the split is not recomputed)")
 
 
 def mark_integrity(frame: pd.DataFrame, data_root: str | None = None, suite_file: str | SuiteRef | None = None
@@ -136,8 +172,10 @@ def mark_integrity(frame: pd.DataFrame, data_root: str | None = None, suite_file
             for pos in positions:
                 reasons[pos].append(keys)
             continue
-        for pos, row in zip(positions, rows.to_dict("records")):
+        records = rows.to_dict("records")
+        for pos, row in zip(positions, records):
             reasons[pos].extend(_row_reasons(row, suite, source, keys))
+        _check_agreement(positions, records, keys, reasons)
     frame["integrity"] = ["; ".join(r) for r in reasons]
     frame["verified"] = [not r for r in reasons]
     return frame

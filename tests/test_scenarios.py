@@ -68,3 +68,49 @@ def test_new_kinds_run_end_to_end_and_verify(tmp_path, suite_file):
     check = _cli("verify", str(results), "--sample", "0", "--cache-dir", str(cache))
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"{len(rows)} of {len(rows)} re-run rows match" in check.stdout, check.stdout
+
+
+def _difficulty_rows(suite, data, split_hashes: list[str]) -> pd.DataFrame:
+    from harness.training.reference_models import model_key
+
+    original = model_key(suite, data, "original", suite.original_positions(data, 0), 0)
+    return pd.DataFrame([{"suite": suite.name, "suite_version": suite.version, "status": "ok",
+                          "scenario": "memorised-10-high", "seed": 0, "method": f"m{i}", "split_hash": h,
+                          "original_key": original, "oracle_key": "o0", "oracle_keys": '["o0", "o1"]'}
+                         for i, h in enumerate(split_hashes)])
+
+
+def test_leaderboard_verifies_difficulty_rows_from_cached_scores_or_their_agreement(tmp_path, monkeypatch):
+    """The leaderboard's integrity check never trains: a difficulty split is recomputed from the scores when the
+    cache holds them; without them its rows are checked for agreement (and the original key), not all rejected
+    as 'scenario not valid' (found on fmnist-scenarios: no memorised or entangled entry was ranked)."""
+    from harness.training.difficulty import scores_key
+    from harness.training.reference_models import oracle_key
+    from leaderboard.integrity import canonical_keys, mark_integrity
+
+    path = str(SUITES / "scenarios-digits.toml")
+    suite = load_suite(path)
+    data = suite.load_data()
+    monkeypatch.setenv("UNLEARN_BENCH_CACHE", str(tmp_path / "cache"))
+    pair = ("memorised-10-high", 0)
+    canon = canonical_keys(suite, {pair})[pair]
+    assert canon.split_hash is None and canon.oracle_keys is None  # no scores cached: not recomputable here
+    marked = mark_integrity(_difficulty_rows(suite, data, ["h", "h"]), suite_file=path)
+    assert marked["verified"].all(), marked["integrity"].tolist()
+    marked = mark_integrity(_difficulty_rows(suite, data, ["h", "other"]), suite_file=path)
+    assert not marked["verified"].any() and "differ between the rows" in marked["integrity"].iloc[0]
+
+    # with the scores in the cache, the split and oracle keys are recomputed and checked
+    ws = Workspace(suite, data, ArtifactCache(), torch.device("cpu"))
+    scores = np.random.default_rng(0).random(len(data.train_y))
+    ws.cache.get_or_compute("difficulty", scores_key(ws, "memorised"), lambda: torch.as_tensor(scores),
+                            parts={"suite": suite.name, "score": "memorised"}, tally=False)
+    split = suite.split(data, "memorised-10-high", 0, scores)
+    canon = canonical_keys(suite, {pair})[pair]
+    assert canon.split_hash == split.hash
+    assert canon.oracle_keys == tuple(oracle_key(suite, data, split, k) for k in range(suite.oracles))
+    rows = _difficulty_rows(suite, data, [split.hash, "h"])
+    rows["oracle_key"], rows["oracle_keys"] = canon.oracle_keys[0], pd.Series(
+        [f'["{canon.oracle_keys[0]}", "{canon.oracle_keys[1]}"]'] * 2)
+    marked = mark_integrity(rows, suite_file=path)
+    assert marked["verified"].tolist() == [True, False] and "split_hash differs" in marked["integrity"].iloc[1]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from harness.protocol.splits import DIFFICULTY_KINDS, Scenario, Split, parse_scenario
-from harness.training.cache import cache_key
+from harness.training.cache import ArtifactCache, cache_key
 from harness.training.loop import predict_logits
 from harness.training.reference_models import model_key
 from harness.training.shadow_bank import shadow_count, shadow_halves, shadow_originals, shadow_seed
@@ -107,6 +107,13 @@ def difficulty_scores(ws: Workspace, kind: str, memo: dict | None = None) -> np.
     if memo is not None:
         memo[("difficulty", key)] = scores
     return scores
+
+
+def cached_scores(suite, data, kind: str, cache: ArtifactCache | None = None) -> np.ndarray | None:
+    """The ``kind`` scores if ``cache`` (default: the default cache) already holds them, else None; never
+    trains (the leaderboard's integrity check, which recomputes splits without training)."""
+    ws = Workspace(suite, data, cache or ArtifactCache(), torch.device("cpu"))
+    return difficulty_scores(ws, kind) if scores_stored(ws, kind) else None
 
 
 def scenario_split(ws: Workspace, scenario: Scenario | str, seed: int, memo: dict | None = None,
