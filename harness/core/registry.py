@@ -8,9 +8,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -182,6 +185,26 @@ class ExtensionError(ValueError):
     """A driver-side plugin file (evaluators, datasets, models) could not be loaded; the message says why."""
 
 
+class NotAModule(ImportError):
+    """A file Python cannot import as a module (its message names the file)."""
+
+
+def import_file_module(path: Path, module_name: str) -> ModuleType:
+    """Import the Python file ``path`` as ``module_name`` (registered in ``sys.modules``, so its classes pickle);
+    whatever it raises is raised again, with the half-made module removed."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise NotAModule(f"{path.name} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
 def load_extension_file(path: str | Path) -> list[str]:
     """Import a driver-side plugin file -- the user's own evaluators, dataset loaders or model builders -- in this
     process, once per file; returns what it registered (``"evaluator 'my_attack'"``, ...).
@@ -189,9 +212,6 @@ def load_extension_file(path: str | Path) -> list[str]:
     Unlike a method plugin (a submission, imported only inside its sandbox), this is the user's own harness code:
     it runs in the driver and its job workers, unsandboxed, as the built-in evaluators do.
     """
-    import importlib.util
-    import sys
-
     file = Path(path).expanduser().resolve()
     if str(file) in _EXTENSIONS:
         return _EXTENSIONS[str(file)]
@@ -201,16 +221,11 @@ def load_extension_file(path: str | Path) -> list[str]:
     for registry in _REGISTRIES:
         registry.load_builtins()  # a plugin must not take a built-in's name before the built-ins are in
     before = {id(r): set(r._entries) for r in _REGISTRIES}
-    module_name = EXTENSION_MODULE_PREFIX + file.stem.replace("-", "_")
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise ExtensionError(f"plugin file {file.name} cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        import_file_module(file, EXTENSION_MODULE_PREFIX + file.stem.replace("-", "_"))
+    except NotAModule as exc:
+        raise ExtensionError(f"plugin file {exc}") from exc
     except Exception as exc:  # reported as one line naming the file
-        sys.modules.pop(module_name, None)
         raise ExtensionError(f"plugin file {file.name} failed to import: {type(exc).__name__}: {exc}") from exc
     added = [f"{r.kind} {name!r}" for r in _REGISTRIES for name in sorted(set(r._entries) - before.get(id(r), set()))]
     if not added:

@@ -3,11 +3,10 @@ here), and what ``--no-isolation`` does in the harness process."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import traceback
 from pathlib import Path
 
+from harness.core.registry import NotAModule, import_file_module
 from harness.protocol.methods import METHODS, PluginError, ensure_builtins
 
 
@@ -30,18 +29,13 @@ def import_plugin_file(path: str | Path) -> list[str]:
     if not path.is_file():
         raise PluginError(f"plugin {path}: file not found")
     before = set(METHODS)
-    module_name = file_module_name(path)
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"plugin {path.name}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        import_file_module(path, file_module_name(path))
+    except NotAModule as exc:
+        raise PluginError(f"plugin {path.name}: cannot be imported as a Python module") from exc
     except PluginError as exc:
         raise PluginError(f"plugin {path.name}: {exc}") from exc
     except BaseException as exc:
-        sys.modules.pop(module_name, None)
         raise PluginError(f"plugin {path.name} failed to import: {short_error(exc)}") from exc
     added = sorted(set(METHODS) - before)
     if not added:
